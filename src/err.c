@@ -51,6 +51,9 @@ void err_prefix(struct err *e, const char *fmt, ...)
     va_start(ap, fmt);
     vsnprintf(head, sizeof(head), fmt, ap);
     va_end(ap);
+    char joined[2 * ERR_MSG_MAX + 2];
     memcpy(old, e->msg, sizeof(old));
-    snprintf(e->msg, sizeof(e->msg), "%s: %s", head, old);
+    snprintf(joined, sizeof(joined), "%s: %s", head, old);
+    /* keep what fits; the end of a long message is the least useful part */
+    snprintf(e->msg, sizeof(e->msg), "%.*s", ERR_MSG_MAX - 1, joined);
 }
