@@ -1,23 +1,38 @@
 /* main.c - command line, wiring and exit codes. The only file that calls exit(). */
+#include <errno.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "config.h"
+#include "connector.h"
+#include "http.h"
+#include "sig.h"
 #include "env.h"
+#include "fileio.h"
 #include "log.h"
+#include "stix_split.h"
 #include "version.h"
 
 extern char **environ;
 
 #define EXIT_USAGE 64
+#define EXIT_DATAERR 65
+#define EXIT_NOINPUT 66
+#define EXIT_IOERR 74
+#define EXIT_SOFTWARE 70
+/* The split command's default input limit; --max-size changes it. */
+#define SPLIT_DEFAULT_MAX_INPUT (1024UL * 1024 * 1024)
+#define SPLIT_OUT_BUF_MAX (SIZE_MAX / 4)
 
 static void usage(FILE *out)
 {
     fprintf(out,
             "Usage: %s [--env-file FILE] [run]      run the connector daemon (default)\n"
             "       %s check [--env-file FILE]      validate the configuration\n"
-            "       %s split FILE|-                 print the split bundles of a STIX bundle\n"
+            "       %s split [--max-size BYTES] FILE|-\n"
+            "                                       print the split bundles of a STIX bundle\n"
             "       %s --version | --help\n"
             "\n"
             "Settings come from the environment (OPENCTI_*, CONNECTOR_*, CONFIG_*, MQ_*);\n"
@@ -47,28 +62,121 @@ static int load_env(struct env *env, const char *env_file)
     return 0;
 }
 
-static int load_config(struct config *cfg, const struct env *env, bool quiet_ok)
+/* Loads and validates the configuration. Errors always go to stderr as plain lines (the
+ * logger is not set up yet, and an operator reading `docker logs` or `check` must see
+ * them); with `as_log`, warnings go through the logger once it is configured. */
+static int load_config(struct config *cfg, const struct env *env, bool as_log)
 {
     struct diag d;
     diag_init(&d);
     int rc = config_load(cfg, env, &d);
-    for (size_t i = 0; i < d.len; i++)
-        fprintf(stderr, "%s: %s: %s\n", ODS_NAME,
-                d.items[i].severity == DIAG_ERROR ? "error" : "warning", d.items[i].text);
+    if (rc == 0 && as_log) {
+        config_register_secrets(cfg);
+        log_setup(cfg->log_level, cfg->json_logging, cfg->connector_name);
+    }
+    for (size_t i = 0; i < d.len; i++) {
+        if (rc == 0 && as_log)
+            log_warn("%s", d.items[i].text);
+        else
+            fprintf(stderr, "%s: %s: %s\n", ODS_NAME,
+                    d.items[i].severity == DIAG_ERROR ? "error" : "warning", d.items[i].text);
+    }
     if (rc) {
         fprintf(stderr, "%s: %zu configuration error%s\n", ODS_NAME, d.errors,
                 d.errors == 1 ? "" : "s");
         diag_release(&d);
-        return EXIT_CONFIG;
+        return rc == E_NOMEM ? EXIT_SOFTWARE : EXIT_CONFIG;
     }
     diag_release(&d);
-    (void)quiet_ok;
+    return 0;
+}
+
+static int cmd_run(const struct config *cfg)
+{
+    if (sig_setup() || http_global_init()) {
+        log_error("cannot set up signals or libcurl");
+        return EXIT_SOFTWARE;
+    }
+    struct connector *c = connector_new(cfg);
+    if (!c) {
+        log_error("out of memory");
+        http_global_cleanup();
+        return EXIT_SOFTWARE;
+    }
+    int rc = connector_main(c);
+    connector_free(c);
+    http_global_cleanup();
+    return rc;
+}
+
+/* The split command: offline, streams one output bundle per line on stdout and a
+ * summary on stderr. */
+static int cmd_split(const char *path, size_t max)
+{
+    struct buf in, out;
+    struct err err = {{0}};
+    struct split_result *res = NULL;
+    int status = 0;
+    buf_init(&in, SIZE_MAX / 2);
+    buf_init(&out, SPLIT_OUT_BUF_MAX);
+    int rc = file_read_all(path, max, &in, &err);
+    if (rc) {
+        fprintf(stderr, "%s: split: %s%s\n", ODS_NAME, err.msg,
+                rc == E_TOO_BIG ? " (raise it with --max-size)" : "");
+        status = rc == E_TOO_BIG ? EXIT_DATAERR : rc == E_IO ? EXIT_NOINPUT : EXIT_IOERR;
+        goto out;
+    }
+    struct split_options opt = {.remove_creator = false, .with_nb_deps = true};
+    rc = split_bundle(in.data ? in.data : "", in.len, &opt, &res, &err);
+    if (rc) {
+        fprintf(stderr, "%s: split: %s: %s\n", ODS_NAME, strcmp(path, "-") ? path : "stdin",
+                err.msg);
+        status = rc == E_NOMEM ? EXIT_IOERR : EXIT_DATAERR;
+        goto out;
+    }
+    size_t n = split_count(res);
+    for (size_t i = 0; i < n; i++) {
+        buf_reset(&out);
+        if (split_render(res, i, &out) || buf_addc(&out, '\n')) {
+            fprintf(stderr, "%s: split: out of memory rendering bundle %zu\n", ODS_NAME, i + 1);
+            status = EXIT_IOERR;
+            goto out;
+        }
+        if (fwrite(out.data, 1, out.len, stdout) != out.len) {
+            fprintf(stderr, "%s: split: cannot write the output\n", ODS_NAME);
+            status = EXIT_IOERR;
+            goto out;
+        }
+    }
+    if (fflush(stdout) != 0) {
+        fprintf(stderr, "%s: split: cannot write the output\n", ODS_NAME);
+        status = EXIT_IOERR;
+        goto out;
+    }
+    fprintf(stderr, "%s: split: %zu objects, %zu expectations, %zu incompatible\n", ODS_NAME,
+            split_objects(res), n, split_incompatible_count(res));
+out:
+    split_free(res);
+    buf_release(&in);
+    buf_release(&out);
+    return status;
+}
+
+static int parse_size(const char *s, size_t *ret)
+{
+    char *end;
+    errno = 0;
+    unsigned long long v = strtoull(s, &end, 10);
+    if (errno || end == s || *end || s[0] == '-' || v > SPLIT_MAX_INPUT)
+        return E_INVAL;
+    *ret = (size_t)v;
     return 0;
 }
 
 int main(int argc, char **argv)
 {
     const char *cmd = NULL, *env_file = NULL, *arg = NULL;
+    size_t split_max = SPLIT_DEFAULT_MAX_INPUT;
     for (int i = 1; i < argc; i++) {
         if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
             usage(stdout);
@@ -85,6 +193,12 @@ int main(int argc, char **argv)
         } else if (!cmd && (strcmp(argv[i], "run") == 0 || strcmp(argv[i], "check") == 0 ||
                             strcmp(argv[i], "split") == 0)) {
             cmd = argv[i];
+        } else if (cmd && strcmp(cmd, "split") == 0 && strcmp(argv[i], "--max-size") == 0) {
+            if (++i == argc || parse_size(argv[i], &split_max)) {
+                fprintf(stderr, "%s: --max-size needs a number of bytes (at most %u)\n",
+                        ODS_NAME, (unsigned)SPLIT_MAX_INPUT);
+                return EXIT_USAGE;
+            }
         } else if (cmd && strcmp(cmd, "split") == 0 && !arg) {
             arg = argv[i];
         } else {
@@ -95,16 +209,29 @@ int main(int argc, char **argv)
     }
     if (!cmd)
         cmd = "run";
+    if (strcmp(cmd, "split") == 0) {
+        if (!arg) {
+            fprintf(stderr, "%s: split needs a file name, or - for standard input\n", ODS_NAME);
+            return EXIT_USAGE;
+        }
+        return cmd_split(arg, split_max);
+    }
 
     struct env env;
     struct config cfg;
     int rc = load_env(&env, env_file);
     if (rc)
         goto out_env;
-    rc = load_config(&cfg, &env, false);
-    if (rc == 0 && strcmp(cmd, "check") == 0)
+    bool check = strcmp(cmd, "check") == 0;
+    rc = load_config(&cfg, &env, !check);
+    env_release(&env); /* nothing reads the environment after this */
+    if (rc == 0 && check)
         printf("configuration OK\n");
+    else if (rc == 0)
+        rc = cmd_run(&cfg);
     config_release(&cfg);
+    log_clear_secrets();
+    return rc;
 out_env:
     env_release(&env);
     return rc;

@@ -1,0 +1,993 @@
+/*
+ * connector.c - the daemon's life: start-up, the loop, and one run of the datasets.
+ *
+ * State rules (PROTOCOL.md §2.2-2.3, §7). The platform keeps our state as a string and
+ * hands it back on every ping. A reset from the Connectors screen sets it to '' and
+ * raises a one-time flag; the next ping's state is then discarded and '' comes back.
+ * So:
+ *  - a ping runs right after registration and right before every run: a reset made
+ *    while we were down or idle is consumed there, never by the ping that carries a
+ *    run's new state;
+ *  - when a ping returns an empty state while ours is not, the operator reset it: we
+ *    drop ours (never writing the stale one back) and run again at once. If that
+ *    happens during or just after a run, the platform purged the queue under that run,
+ *    so its state is not kept either and the datasets are imported again;
+ *  - a different non-empty state is adopted, except the one we held before our last
+ *    change (a late echo of our own write, opencti#16612).
+ *
+ * Run rules. All datasets are fetched and split first, then the expectations of the
+ * whole run are added at once (no early completion of the work between datasets), then
+ * each dataset is published with confirms. Messages that could not be confirmed are
+ * reported to the work as failed expectations, so the work completes (in error) instead
+ * of staying "in progress". last_run advances only when every dataset was imported;
+ * otherwise the run is retried after CONFIG_RETRY_INTERVAL (at most the period).
+ */
+#include "connector.h"
+
+#include <errno.h>
+#include <poll.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <uuid/uuid.h>
+
+#include "buf.h"
+#include "http.h"
+#include "log.h"
+#include "mq.h"
+#include "opencti.h"
+#include "sched.h"
+#include "sig.h"
+#include "state.h"
+#include "stix_split.h"
+#include "timeutil.h"
+#include "version.h"
+
+/* Start-up retry delays: transport problems retry quickly, a refused token or
+ * registration slowly (an operator has to fix it). */
+#define STARTUP_BACKOFF_BASE_MS (2 * MS_PER_S)
+#define STARTUP_BACKOFF_CAP_MS (2 * MS_PER_MIN)
+#define STARTUP_AUTH_BACKOFF_BASE_MS (30 * MS_PER_S)
+#define STARTUP_AUTH_BACKOFF_CAP_MS (10 * MS_PER_MIN)
+/* While stopping, the platform gets this long per request for the final reports. */
+#define SHUTDOWN_REQUEST_TIMEOUT_MS (3 * MS_PER_S)
+#define SHUTDOWN_REPORT_BUDGET_MS (5 * MS_PER_S)
+#define REPORT_BUDGET_MS (2 * MS_PER_MIN)
+#define ADD_EXPECTATIONS_ATTEMPTS 3
+#define HTTP_CONNECT_TIMEOUT_MS (30 * MS_PER_S)
+#define MQ_BACKOFF_INITIAL_MS 500
+#define MQ_BACKOFF_MAX_MS (30 * MS_PER_S)
+#define MQ_DRAIN_MS (2 * MS_PER_S)
+/* pycti's connectorInfo constants: this connector does not buffer. */
+#define QUEUE_THRESHOLD_MB 500.0
+
+struct dataset {
+    enum dataset_kind kind;
+    const char *url;
+    struct buf body;
+    struct split_result *split;
+    size_t expected;  /* messages */
+    size_t confirmed; /* messages the broker acknowledged */
+    bool failed;
+    char error[2 * ERR_MSG_MAX];
+    int64_t fetch_ms, publish_ms;
+    uint64_t bytes;
+};
+
+/* What the mq source callback needs to build one message. */
+struct envelope {
+    const struct split_result *split;
+    struct buf head; /* {"bundle_type":...,"action_sequence": */
+    struct buf mid;  /* ,"entities_types":...,"content":" */
+    struct buf tail; /* ","update":true,...} */
+    struct buf bundle;
+};
+
+struct connector {
+    const struct config *cfg;
+    struct opencti *api;
+    struct http *fetch;
+    struct opencti_registration reg;
+    char *platform_version;
+
+    cJSON *state;          /* NULL: no state */
+    char *prev_state_text; /* the state we held before our last change */
+    uint64_t reset_epoch;  /* counts resets seen from the platform */
+
+    int64_t next_ping, next_check, retry_not_before; /* monotonic ms */
+    unsigned run_failures;
+    unsigned ping_failures;
+    int64_t last_ping_ok; /* monotonic ms, 0: never */
+    bool in_service;
+    bool in_run;
+    bool registered;
+    uint64_t run_reset_epoch; /* reset_epoch when the current run started */
+    uint32_t rng;
+    size_t returned_logged;
+};
+
+/* ---- small helpers ---------------------------------------------------------------------- */
+
+static uint32_t rnd(struct connector *c)
+{
+    /* xorshift32: jitter only */
+    uint32_t x = c->rng;
+    x ^= x << 13;
+    x ^= x >> 17;
+    x ^= x << 5;
+    return c->rng = x ? x : 0x9e3779b9u;
+}
+
+static bool stopping(void)
+{
+    return sig_stop_requested();
+}
+
+/* Waits up to ms (or until a signal). */
+static void wait_ms(int64_t ms)
+{
+    if (ms <= 0)
+        return;
+    struct pollfd p = {.fd = sig_fd(), .events = POLLIN};
+    int t = ms > 60 * MS_PER_S ? (int)(60 * MS_PER_S) : (int)ms;
+    if (poll(&p, 1, t) > 0)
+        sig_drain();
+}
+
+/* Sleeps until deadline (monotonic), servicing the loop; E_CANCELED on stop. */
+static int service(struct connector *c);
+
+static int sleep_until(struct connector *c, int64_t deadline)
+{
+    for (;;) {
+        if (stopping())
+            return E_CANCELED;
+        int64_t now = mono_ms();
+        if (now >= deadline)
+            return 0;
+        int64_t step = deadline - now;
+        if (c->registered && c->next_ping - now < step)
+            step = c->next_ping - now;
+        wait_ms(step < 1 ? 1 : step);
+        if (c->registered)
+            (void)service(c);
+    }
+}
+
+static void fmt_duration(int64_t ms, char *out, size_t cap)
+{
+    duration_format(ms, out, cap);
+}
+
+/* ---- the platform: ping and state ------------------------------------------------------ */
+
+static void connector_info(const struct connector *c, struct opencti_connector_info *ret)
+{
+    int64_t last;
+    bool has = state_last_run(c->state, &last);
+    ret->run_and_terminate = c->cfg->run_and_terminate;
+    ret->buffering = false;
+    ret->queue_threshold = QUEUE_THRESHOLD_MB;
+    ret->queue_messages_size = 0.0;
+    ret->last_run = has ? last : -1;
+    ret->next_run = c->cfg->run_and_terminate
+                        ? -1
+                        : sched_next_run(has, last, wall_s(), c->cfg->period_ms);
+}
+
+static void log_state(const struct connector *c)
+{
+    int64_t last;
+    if (state_last_run(c->state, &last)) {
+        char when[32];
+        utc_format(last, 0, when, sizeof(when));
+        log_info("Connector last run: %s", when);
+    } else {
+        log_info("Connector has never run");
+    }
+}
+
+/* Sets our state to s (owned), remembering the previous one for stale-echo detection. */
+static void set_state(struct connector *c, cJSON *s)
+{
+    free(c->prev_state_text);
+    c->prev_state_text = c->state ? state_serialize(c->state) : NULL;
+    cJSON_Delete(c->state);
+    c->state = s;
+}
+
+/* Applies what a ping returned (see the rules at the top of this file). */
+static void adopt_remote_state(struct connector *c, const char *remote_text)
+{
+    cJSON *remote = NULL;
+    enum state_parse_result kind = state_parse(remote_text, &remote);
+    if (state_equal(c->state, remote)) {
+        cJSON_Delete(remote);
+        return;
+    }
+    if (kind != STATE_OBJECT) {
+        if (!c->state)
+            return;
+        if (kind == STATE_INVALID)
+            log_warn("The platform holds a connector state that is not a JSON object; it is "
+                     "treated as no state");
+        else
+            log_kv(LOG_WARN, LOG_ATTRS(KV_BOOL("during_run", c->in_run)),
+                   "Connector state has been reset on the platform; the datasets will be "
+                   "imported again");
+        set_state(c, NULL);
+        c->reset_epoch++;
+        c->next_check = mono_ms(); /* the next run check runs now */
+        c->retry_not_before = 0;
+        c->run_failures = 0;
+        return;
+    }
+    char *text = state_serialize(remote);
+    if (text && c->prev_state_text && strcmp(text, c->prev_state_text) == 0) {
+        /* our own previous write echoed back late; ours is newer */
+        log_debug("Ignoring a stale echo of the previous state: %s", text);
+        free(text);
+        cJSON_Delete(remote);
+        return;
+    }
+    log_kv(LOG_INFO, LOG_ATTRS(KV_STR("state", text ? text : "")),
+           "Connector state differs on the platform; adopting it");
+    free(text);
+    set_state(c, remote);
+}
+
+/* One ping with the current state. Returns 0 or the error (already logged). */
+static int ping_now(struct connector *c)
+{
+    char *text = state_serialize(c->state);
+    if (!text)
+        return E_NOMEM;
+    struct opencti_connector_info info;
+    connector_info(c, &info);
+    char *remote = NULL;
+    struct err err = {{0}};
+    int rc = opencti_ping(c->api, c->cfg->connector_id, text, &info, &remote, &err);
+    free(text);
+    c->next_ping = mono_ms() + c->cfg->ping_interval_ms;
+    if (rc) {
+        c->ping_failures++;
+        log_kv(LOG_ERROR, LOG_ATTRS(KV_STR("reason", err.msg)), "Error pinging the API");
+        return rc;
+    }
+    if (c->ping_failures)
+        log_info("API Ping back to normal");
+    c->ping_failures = 0;
+    c->last_ping_ok = mono_ms();
+    adopt_remote_state(c, remote);
+    free(remote);
+    return 0;
+}
+
+/* The one step every wait runs. Returns E_CANCELED when the caller should stop: a stop
+ * was requested, or (during a run) the operator reset the state. */
+static int service(struct connector *c)
+{
+    if (stopping())
+        return E_CANCELED;
+    if (c->in_service)
+        return 0;
+    c->in_service = true;
+    if (c->registered && mono_ms() >= c->next_ping)
+        (void)ping_now(c);
+    c->in_service = false;
+    if (stopping() || (c->in_run && c->reset_epoch != c->run_reset_epoch))
+        return E_CANCELED;
+    return 0;
+}
+
+static int api_tick(void *ctx)
+{
+    (void)ctx;
+    return stopping() ? 1 : 0;
+}
+
+static int fetch_tick(void *ctx)
+{
+    return service(ctx) ? 1 : 0;
+}
+
+static void on_compat(void *ctx, const char *dropped, const char *platform_message)
+{
+    (void)ctx;
+    log_kv(LOG_WARN, LOG_ATTRS(KV_STR("platform_message", platform_message)),
+           "The platform does not know \"%s\" (an older OpenCTI); retrying without it",
+           dropped);
+}
+
+/* ---- start-up ---------------------------------------------------------------------------- */
+
+static const char *tls_hint(void)
+{
+    return " (certificates are verified by default here, unlike pycti: set OPENCTI_SSL_VERIFY "
+           "to the path of the CA bundle that signed the platform's certificate, or to false "
+           "to skip verification)";
+}
+
+static int register_once(struct connector *c, struct err *err)
+{
+    char *version = NULL;
+    int rc = opencti_about(c->api, &version, err);
+    if (rc)
+        return rc;
+    free(c->platform_version);
+    c->platform_version = version;
+    log_kv(LOG_INFO, LOG_ATTRS(KV_STR("version", version), KV_STR("url", c->cfg->opencti_url)),
+           "Connected to OpenCTI %s", version);
+    const struct config *cfg = c->cfg;
+    struct opencti_register_input in = {
+        .id = cfg->connector_id,
+        .name = cfg->connector_name,
+        .scope = cfg->scope,
+        .n_scope = cfg->n_scope,
+        .auto_ = cfg->auto_,
+        .auto_update = cfg->auto_update,
+        .enrichment_resolution = cfg->enrichment_resolution,
+        .only_contextual = cfg->only_contextual,
+    };
+    struct opencti_registration reg;
+    if ((rc = opencti_register(c->api, &in, &reg, err)))
+        return rc;
+    opencti_registration_release(&c->reg);
+    c->reg = reg;
+    log_add_secret(reg.mq_pass);
+    cJSON *st = NULL;
+    if (state_parse(reg.state, &st) == STATE_INVALID)
+        log_warn("The platform holds a connector state that is not a JSON object; it is "
+                 "treated as no state");
+    cJSON_Delete(c->state);
+    c->state = st;
+    c->registered = true;
+    log_kv(LOG_INFO, LOG_ATTRS(KV_STR("connector_id", cfg->connector_id),
+                               KV_STR("push_routing", reg.push_routing)),
+           "Connector registered as \"%s\"", cfg->connector_name);
+    return 0;
+}
+
+/* Registers, retrying with backoff until it works or a stop is requested. */
+static int startup(struct connector *c)
+{
+    for (unsigned attempt = 0;; attempt++) {
+        if (stopping())
+            return E_CANCELED;
+        struct err err = {{0}};
+        int rc = register_once(c, &err);
+        if (rc == 0)
+            break;
+        bool slow = rc == E_GQL_AUTH || rc == E_GQL || rc == E_GQL_SCHEMA;
+        int64_t delay = slow ? sched_backoff_ms(attempt, STARTUP_AUTH_BACKOFF_BASE_MS,
+                                                STARTUP_AUTH_BACKOFF_CAP_MS, rnd(c))
+                             : sched_backoff_ms(attempt, STARTUP_BACKOFF_BASE_MS,
+                                                STARTUP_BACKOFF_CAP_MS, rnd(c));
+        char d[32];
+        fmt_duration(delay, d, sizeof(d));
+        if (rc == E_GQL_AUTH)
+            log_kv(LOG_ERROR, LOG_ATTRS(KV_STR("reason", err.msg), KV_UINT("attempt", attempt + 1)),
+                   "The platform refused the token (check OPENCTI_TOKEN and that its user has "
+                   "the Connectors role); retrying in %s", d);
+        else if (rc == E_TLS)
+            log_kv(LOG_ERROR, LOG_ATTRS(KV_STR("reason", err.msg), KV_UINT("attempt", attempt + 1)),
+                   "Cannot verify the platform's TLS certificate%s; retrying in %s", tls_hint(),
+                   d);
+        else if (slow)
+            log_kv(LOG_ERROR, LOG_ATTRS(KV_STR("reason", err.msg), KV_UINT("attempt", attempt + 1)),
+                   "The platform rejected the connector's registration; retrying in %s", d);
+        else
+            log_kv(LOG_ERROR, LOG_ATTRS(KV_STR("reason", err.msg), KV_UINT("attempt", attempt + 1)),
+                   "OpenCTI API is not reachable at %s; retrying in %s", c->cfg->opencti_url, d);
+        c->registered = false;
+        if (sleep_until(c, mono_ms() + delay))
+            return E_CANCELED;
+    }
+    log_state(c);
+    /* consume a reset made while we were down, before any run */
+    (void)ping_now(c);
+    return 0;
+}
+
+/* ---- one run ------------------------------------------------------------------------------ */
+
+static int envelope_render(void *ctx, size_t i, struct buf *out, struct err *err)
+{
+    struct envelope *e = ctx;
+    buf_reset(&e->bundle);
+    int rc = split_render(e->split, i, &e->bundle);
+    if (!rc)
+        rc = buf_add(out, e->head.data, e->head.len);
+    if (!rc)
+        rc = buf_printf(out, "%zu", i + 1);
+    if (!rc)
+        rc = buf_add(out, e->mid.data, e->mid.len);
+    if (!rc)
+        rc = buf_add_base64(out, e->bundle.data, e->bundle.len);
+    if (!rc)
+        rc = buf_add(out, e->tail.data, e->tail.len);
+    if (rc)
+        err_set(err, rc, "cannot build message %zu: %s", i + 1, err_str(rc));
+    return rc;
+}
+
+static int envelope_init(struct envelope *e, const struct connector *c,
+                         const struct split_result *split, const char *work_id)
+{
+    memset(e, 0, sizeof(*e));
+    e->split = split;
+    buf_init(&e->head, 64 * 1024);
+    buf_init(&e->mid, 64 * 1024);
+    buf_init(&e->tail, 64 * 1024);
+    buf_init(&e->bundle, SIZE_MAX / 4);
+    const char *applicant = c->reg.connector_user_id;
+    int rc = buf_adds(&e->head, "{\"bundle_type\":\"QUEUE_BUNDLE\",\"applicant_id\":");
+    if (!rc)
+        rc = applicant ? buf_add_json_string(&e->head, applicant, strlen(applicant))
+                       : buf_adds(&e->head, "null");
+    if (!rc)
+        rc = buf_adds(&e->head, ",\"action_sequence\":");
+    /* entities_types is the raw scope string, as the official connector sends it */
+    if (!rc)
+        rc = buf_adds(&e->mid, ",\"entities_types\":");
+    if (!rc)
+        rc = buf_add_json_string(&e->mid, c->cfg->connector_scope, strlen(c->cfg->connector_scope));
+    if (!rc)
+        rc = buf_adds(&e->mid, ",\"content\":\"");
+    if (!rc)
+        rc = buf_adds(&e->tail, "\",\"update\":true,\"draft_id\":null,\"work_id\":");
+    if (!rc)
+        rc = buf_add_json_string(&e->tail, work_id, strlen(work_id));
+    if (!rc)
+        rc = buf_addc(&e->tail, '}');
+    return rc;
+}
+
+static void envelope_release(struct envelope *e)
+{
+    buf_release(&e->head);
+    buf_release(&e->mid);
+    buf_release(&e->tail);
+    buf_release(&e->bundle);
+}
+
+struct publish_ctx {
+    struct connector *c;
+    struct dataset *ds;
+    const struct split_result *split;
+};
+
+static int mq_service_hook(void *ctx)
+{
+    struct publish_ctx *p = ctx;
+    return service(p->c);
+}
+
+static void mq_unroutable_hook(void *ctx)
+{
+    struct publish_ctx *p = ctx;
+    log_warn("Messages came back unroutable: the push queue is gone; pinging the platform so "
+             "that it declares it again");
+    (void)ping_now(p->c);
+}
+
+static void mq_event_hook(void *ctx, enum mq_event ev, size_t i, const char *detail)
+{
+    struct publish_ctx *p = ctx;
+    const char *ds = dataset_name(p->ds->kind);
+    const char *oid = "";
+    size_t oidlen = 0;
+    if (i != SIZE_MAX && i < split_count(p->split))
+        oid = split_object_id(p->split, i, &oidlen);
+    char idbuf[256];
+    snprintf(idbuf, sizeof(idbuf), "%.*s", (int)(oidlen > 200 ? 200 : oidlen), oid);
+    switch (ev) {
+    case MQ_EV_CONNECTED:
+        log_kv(LOG_INFO, LOG_ATTRS(KV_STR("dataset", ds), KV_STR("broker", detail)),
+               "Connected to the message broker");
+        break;
+    case MQ_EV_CONNECT_FAILED:
+        log_kv(LOG_ERROR, LOG_ATTRS(KV_STR("dataset", ds), KV_STR("reason", detail)),
+               "Cannot connect to the message broker; retrying");
+        break;
+    case MQ_EV_LOST:
+        log_kv(LOG_WARN, LOG_ATTRS(KV_STR("dataset", ds), KV_STR("reason", detail)),
+               "Lost the message broker; reconnecting and publishing again what was not "
+               "confirmed");
+        break;
+    case MQ_EV_BLOCKED:
+        log_kv(LOG_WARN, LOG_ATTRS(KV_STR("dataset", ds), KV_STR("reason", detail)),
+               "The message broker blocked publishing (memory or disk alarm); waiting");
+        break;
+    case MQ_EV_UNBLOCKED:
+        log_kv(LOG_INFO, LOG_ATTRS(KV_STR("dataset", ds)), "The message broker resumed publishing");
+        break;
+    case MQ_EV_RETURNED:
+        if (p->c->returned_logged++ < 3)
+            log_kv(LOG_WARN, LOG_ATTRS(KV_STR("dataset", ds), KV_STR("object", idbuf)),
+                   "A message came back unroutable");
+        break;
+    case MQ_EV_NACKED:
+        log_kv(LOG_WARN, LOG_ATTRS(KV_STR("dataset", ds), KV_STR("object", idbuf)),
+               "The message broker refused a message (nack); it will be sent again");
+        break;
+    case MQ_EV_MSG_FAILED:
+        log_kv(LOG_ERROR, LOG_ATTRS(KV_STR("dataset", ds), KV_STR("object", idbuf),
+                                    KV_STR("reason", detail)),
+               "A message could not be published");
+        break;
+    case MQ_EV_LIMIT_LEARNED:
+        log_kv(LOG_WARN, LOG_ATTRS(KV_STR("dataset", ds), KV_STR("limit", detail)),
+               "The message broker's size limit is lower than MQ_MAX_MESSAGE_SIZE");
+        break;
+    }
+}
+
+static void mq_params_for(const struct connector *c, struct mq_params *p, char *name, size_t cap)
+{
+    const struct config *cfg = c->cfg;
+    mq_params_defaults(p);
+    p->host = cfg->mq_host ? cfg->mq_host : c->reg.mq_host;
+    p->port = cfg->mq_port > 0 ? cfg->mq_port : c->reg.mq_port;
+    p->vhost = cfg->mq_vhost ? cfg->mq_vhost : (c->reg.mq_vhost ? c->reg.mq_vhost : "/");
+    p->user = cfg->mq_user ? cfg->mq_user : c->reg.mq_user;
+    p->pass = cfg->mq_pass ? cfg->mq_pass : c->reg.mq_pass;
+    p->tls.enabled = cfg->mq_use_ssl >= 0 ? cfg->mq_use_ssl == 1 : c->reg.mq_use_ssl;
+    p->tls.verify = cfg->mq_ssl_verify;
+    p->tls.ca = cfg->mq_ssl_ca;
+    p->tls.cert = cfg->mq_ssl_cert;
+    p->tls.key = cfg->mq_ssl_key;
+    p->tls.passphrase = cfg->mq_ssl_passphrase;
+    p->exchange = c->reg.push_exchange;
+    p->routing_key = c->reg.push_routing;
+    snprintf(name, cap, "%s %s (%s)", ODS_NAME, ODS_VERSION, cfg->connector_name);
+    p->connection_name = name;
+    p->heartbeat_s = cfg->mq_heartbeat_s;
+    p->window = cfg->mq_window;
+    p->max_message_size = cfg->mq_max_message_size;
+    p->connect_timeout_ms = cfg->mq_connect_timeout_ms;
+    p->give_up_ms = cfg->mq_give_up_ms;
+    p->backoff_initial_ms = MQ_BACKOFF_INITIAL_MS;
+    p->backoff_max_ms = MQ_BACKOFF_MAX_MS;
+    p->drain_ms = MQ_DRAIN_MS;
+}
+
+/* Downloads and splits one dataset; failures are recorded in ds. */
+static void fetch_and_split(struct connector *c, struct dataset *ds)
+{
+    const char *name = dataset_name(ds->kind);
+    int64_t t = mono_ms();
+    struct http_request req = {
+        .url = ds->url,
+        .method = "GET",
+        .timeout_ms = c->cfg->fetch_timeout_ms,
+        .max_response = (size_t)c->cfg->max_dataset_size,
+    };
+    long status = 0;
+    struct err err = {{0}};
+    buf_init(&ds->body, (size_t)c->cfg->max_dataset_size + 1);
+    int rc = http_perform(c->fetch, &req, &status, &ds->body, &err);
+    ds->fetch_ms = mono_ms() - t;
+    if (rc == 0 && status != 0 && (status < 200 || status > 299))
+        rc = err_set(&err, E_HTTP_STATUS, "HTTP %ld from %s", status, ds->url);
+    if (rc) {
+        ds->failed = true;
+        if (rc == E_TLS)
+            snprintf(ds->error, sizeof(ds->error), "download failed: %s (set SSL_CERT_FILE to a "
+                     "CA bundle that signs this server)", err.msg);
+        else
+            snprintf(ds->error, sizeof(ds->error), "download failed: %s", err.msg);
+        return;
+    }
+    ds->bytes = ds->body.len;
+    struct split_options opt = {.remove_creator = c->cfg->remove_creator, .with_nb_deps = true};
+    rc = split_bundle(ds->body.data ? ds->body.data : "", ds->body.len, &opt, &ds->split, &err);
+    if (rc) {
+        ds->failed = true;
+        snprintf(ds->error, sizeof(ds->error), "%s", err.msg);
+        return;
+    }
+    ds->expected = split_count(ds->split);
+    if (ds->expected == 0) {
+        ds->failed = true;
+        snprintf(ds->error, sizeof(ds->error), "nothing to import (no object of a supported "
+                 "type in %zu objects)", split_objects(ds->split));
+        return;
+    }
+    log_kv(LOG_INFO, LOG_ATTRS(KV_STR("dataset", name), KV_UINT("bytes", ds->bytes),
+                               KV_UINT("objects", split_objects(ds->split)),
+                               KV_UINT("messages", ds->expected),
+                               KV_UINT("incompatible", split_incompatible_count(ds->split)),
+                               KV_INT("duration_ms", ds->fetch_ms)),
+           "Dataset %s fetched and split", name);
+}
+
+/* Publishes one dataset's messages. */
+static void publish(struct connector *c, struct dataset *ds, const char *work_id)
+{
+    const char *name = dataset_name(ds->kind);
+    struct envelope env;
+    struct mq_params p;
+    char conn_name[256];
+    struct err err = {{0}};
+    struct mq_stats st;
+    memset(&st, 0, sizeof(st));
+    uint8_t *status = calloc(ds->expected ? ds->expected : 1, 1);
+    int64_t t = mono_ms();
+    int rc = envelope_init(&env, c, ds->split, work_id);
+    if (!status || rc) {
+        ds->failed = true;
+        snprintf(ds->error, sizeof(ds->error), "out of memory preparing the messages");
+        goto out;
+    }
+    mq_params_for(c, &p, conn_name, sizeof(conn_name));
+    struct mq_source src = {.count = ds->expected, .render = envelope_render, .ctx = &env};
+    struct publish_ctx pc = {.c = c, .ds = ds, .split = ds->split};
+    struct mq_hooks hooks = {.service = mq_service_hook,
+                             .unroutable = mq_unroutable_hook,
+                             .event = mq_event_hook,
+                             .ctx = &pc};
+    c->returned_logged = 0;
+    log_kv(LOG_INFO, LOG_ATTRS(KV_STR("dataset", name), KV_UINT("messages", ds->expected)),
+           "%s sending bundle to queue", c->cfg->connector_name);
+    rc = mq_publish(&p, &src, &hooks, status, &st, &err);
+    ds->confirmed = st.confirmed;
+    ds->publish_ms = mono_ms() - t;
+    if (rc) {
+        ds->failed = true;
+        if (rc == E_CANCELED && !stopping())
+            snprintf(ds->error, sizeof(ds->error), "interrupted: the state was reset on the "
+                     "platform during the run (%zu/%zu messages confirmed)", st.confirmed,
+                     ds->expected);
+        else if (rc == E_CANCELED)
+            snprintf(ds->error, sizeof(ds->error), "interrupted: the connector is stopping "
+                     "(%zu/%zu messages confirmed)", st.confirmed, ds->expected);
+        else
+            snprintf(ds->error, sizeof(ds->error), "publishing failed: %s (%zu/%zu messages "
+                     "confirmed)", err.msg, st.confirmed, ds->expected);
+    }
+    log_kv(rc ? LOG_ERROR : LOG_INFO,
+           LOG_ATTRS(KV_STR("dataset", name), KV_UINT("objects", split_objects(ds->split)),
+                     KV_UINT("confirmed", st.confirmed), KV_UINT("expected", ds->expected),
+                     KV_UINT("failed", st.failed), KV_UINT("republished", st.republished),
+                     KV_UINT("reconnects", st.reconnects), KV_UINT("bytes", st.bytes_confirmed),
+                     KV_INT("duration_ms", ds->publish_ms)),
+           "Dataset %s: %zu/%zu messages confirmed%s%s", name, st.confirmed, ds->expected,
+           rc ? ": " : "", rc ? ds->error : "");
+out:
+    envelope_release(&env);
+    free(status);
+}
+
+/* Tells the work about expectations that will never be processed, so it completes. */
+static void report_unsent(struct connector *c, const char *work_id, struct dataset *ds,
+                          size_t n, int64_t deadline)
+{
+    char reason[3 * ERR_MSG_MAX];
+    snprintf(reason, sizeof(reason), "%s: not imported: %s", dataset_name(ds->kind), ds->error);
+    size_t done = 0;
+    for (; done < n && mono_ms() < deadline; done++) {
+        struct err err = {{0}};
+        if (opencti_work_report_expectation(c->api, work_id, reason, dataset_name(ds->kind),
+                                            &err)) {
+            log_kv(LOG_ERROR, LOG_ATTRS(KV_STR("reason", err.msg)),
+                   "Cannot report unsent messages to the work");
+            break;
+        }
+    }
+    if (done < n)
+        log_kv(LOG_WARN, LOG_ATTRS(KV_STR("dataset", dataset_name(ds->kind)),
+                                   KV_UINT("unreported", n - done)),
+               "Some unsent messages could not be reported; the work may stay in progress");
+}
+
+static void dataset_release(struct dataset *ds)
+{
+    split_free(ds->split);
+    ds->split = NULL;
+    buf_release(&ds->body);
+}
+
+/* Why the run failed, for the work's message and the log. */
+static void failure_summary(const struct dataset *ds, size_t n, char *out, size_t cap)
+{
+    size_t used = 0;
+    out[0] = '\0';
+    for (size_t i = 0; i < n && used + 1 < cap; i++) {
+        if (!ds[i].failed)
+            continue;
+        int k = snprintf(out + used, cap - used, "%s%s: %s", used ? "; " : "",
+                         dataset_name(ds[i].kind), ds[i].error);
+        if (k < 0)
+            break;
+        used += (size_t)k < cap - used ? (size_t)k : cap - used - 1;
+    }
+}
+
+/* Marks the run failed and schedules its retry. */
+static void run_failed(struct connector *c, const char *why)
+{
+    c->run_failures++;
+    int64_t delay = sched_retry_delay_ms(c->cfg->retry_interval_ms, c->cfg->period_ms);
+    c->retry_not_before = mono_ms() + delay;
+    char d[32];
+    fmt_duration(delay, d, sizeof(d));
+    log_kv(LOG_ERROR, LOG_ATTRS(KV_STR("reason", why), KV_UINT("failures", c->run_failures)),
+           "The run did not complete; last_run is not advanced and the run is retried in %s", d);
+}
+
+/* One run. Returns 0 when every dataset was imported. */
+static int run_cycle(struct connector *c, int64_t t0)
+{
+    char when[32], work_name[96];
+    utc_format(t0, 0, when, sizeof(when));
+    snprintf(work_name, sizeof(work_name), "OpenCTI datasets run @ %s", when);
+    log_info("Fetching OpenCTI datasets...");
+    struct err err = {{0}};
+    char *work_id = NULL;
+    c->in_run = true;
+    c->run_reset_epoch = c->reset_epoch;
+    int rc = opencti_work_add(c->api, c->cfg->connector_id, work_name, &work_id, &err);
+    if (rc) {
+        c->in_run = false;
+        char why[ERR_MSG_MAX + 64];
+        snprintf(why, sizeof(why), "cannot create the work: %s", err.msg);
+        run_failed(c, why);
+        return rc;
+    }
+
+    struct dataset ds[DATASET_COUNT];
+    size_t nds = 0;
+    for (int k = 0; k < DATASET_COUNT; k++) {
+        if (!c->cfg->dataset_url[k])
+            continue;
+        memset(&ds[nds], 0, sizeof(ds[nds]));
+        ds[nds].kind = (enum dataset_kind)k;
+        ds[nds].url = c->cfg->dataset_url[k];
+        buf_init(&ds[nds].body, 0);
+        nds++;
+    }
+    size_t total = 0;
+    for (size_t i = 0; i < nds; i++) {
+        if (service(c) == 0)
+            fetch_and_split(c, &ds[i]);
+        if (ds[i].failed && ds[i].error[0] == '\0')
+            snprintf(ds[i].error, sizeof(ds[i].error), "interrupted");
+        if (ds[i].failed) {
+            log_kv(LOG_ERROR, LOG_ATTRS(KV_STR("dataset", dataset_name(ds[i].kind)),
+                                        KV_STR("url", ds[i].url), KV_STR("reason", ds[i].error)),
+                   "Dataset %s cannot be imported", dataset_name(ds[i].kind));
+            dataset_release(&ds[i]);
+        }
+        total += ds[i].failed ? 0 : ds[i].expected;
+    }
+
+    bool expectations_ok = true;
+    if (total > 0 && service(c) == 0) {
+        for (int a = 0; a < ADD_EXPECTATIONS_ATTEMPTS; a++) {
+            if ((rc = opencti_work_add_expectations(c->api, work_id, (int64_t)total, &err)) == 0)
+                break;
+            log_kv(LOG_WARN, LOG_ATTRS(KV_STR("reason", err.msg)), "Cannot add expectations");
+            if (sleep_until(c, mono_ms() + MS_PER_S * (a + 1)))
+                break;
+        }
+        expectations_ok = rc == 0;
+    }
+    for (size_t i = 0; i < nds; i++) {
+        if (ds[i].failed)
+            continue;
+        if (!expectations_ok) {
+            ds[i].failed = true;
+            snprintf(ds[i].error, sizeof(ds[i].error), "not published: the work's expectations "
+                     "could not be added (%s)", err.msg);
+        } else if (service(c) != 0) {
+            ds[i].failed = true;
+            snprintf(ds[i].error, sizeof(ds[i].error), "not published: %s",
+                     stopping() ? "the connector is stopping"
+                                : "the state was reset on the platform during the run");
+        } else {
+            publish(c, &ds[i], work_id);
+        }
+        if (ds[i].failed && expectations_ok) {
+            bool quick = stopping();
+            if (quick)
+                opencti_set_timeout(c->api, SHUTDOWN_REQUEST_TIMEOUT_MS);
+            report_unsent(c, work_id, &ds[i], ds[i].expected - ds[i].confirmed,
+                          mono_ms() + (quick ? SHUTDOWN_REPORT_BUDGET_MS : REPORT_BUDGET_MS));
+        }
+        dataset_release(&ds[i]);
+    }
+
+    bool ok = true;
+    for (size_t i = 0; i < nds; i++)
+        ok &= !ds[i].failed;
+    bool reset = c->reset_epoch != c->run_reset_epoch;
+    char message[2048];
+    if (ok && !reset) {
+        snprintf(message, sizeof(message), "Connector successfully run, storing last_run as %lld",
+                 (long long)t0);
+    } else {
+        char why[1900];
+        failure_summary(ds, nds, why, sizeof(why));
+        snprintf(message, sizeof(message), "%s", reset && !why[0]
+                                                     ? "The state was reset on the platform during "
+                                                       "the run; the datasets are imported again"
+                                                     : why);
+    }
+    if (stopping())
+        opencti_set_timeout(c->api, SHUTDOWN_REQUEST_TIMEOUT_MS);
+    if (opencti_work_to_processed(c->api, work_id, message, !(ok && !reset), &err))
+        log_kv(LOG_ERROR, LOG_ATTRS(KV_STR("reason", err.msg)),
+               "Cannot mark the work as processed");
+    free(work_id);
+    c->in_run = false;
+
+    if (ok && !reset) {
+        cJSON *ns = state_with_last_run(c->state, t0);
+        if (!ns)
+            return E_NOMEM;
+        log_info("%s", message);
+        set_state(c, ns);
+        c->run_failures = 0;
+        c->retry_not_before = 0;
+        /* push the new state now; a reset consumed by this ping means the platform
+         * purged the queue under this run, and the state is dropped again */
+        c->in_run = true;
+        (void)ping_now(c);
+        c->in_run = false;
+        if (c->reset_epoch != c->run_reset_epoch)
+            return E_CANCELED;
+        char d[32];
+        fmt_duration(c->cfg->period_ms, d, sizeof(d));
+        log_info("Last_run stored, next run in: %s", d);
+        return 0;
+    }
+    if (reset) {
+        log_warn("The state was reset on the platform during the run; the datasets are "
+                 "imported again");
+        return E_CANCELED;
+    }
+    if (!stopping())
+        run_failed(c, message);
+    return E_MQ_PARTIAL;
+}
+
+/* The run check (every CONNECTOR_CHECK_INTERVAL). Returns 0 when nothing failed. */
+static int check_and_run(struct connector *c)
+{
+    int64_t now = wall_s(), last = 0;
+    bool has = state_last_run(c->state, &last);
+    if (!sched_due(has, last, now, c->cfg->period_ms)) {
+        char d[32];
+        fmt_duration((sched_next_run(has, last, now, c->cfg->period_ms) - now) * MS_PER_S, d,
+                     sizeof(d));
+        log_info("Connector will not run, next run in: %s", d);
+        return 0;
+    }
+    if (c->retry_not_before && mono_ms() < c->retry_not_before) {
+        char d[32];
+        fmt_duration(c->retry_not_before - mono_ms(), d, sizeof(d));
+        log_info("The last run failed; retrying in %s", d);
+        return 0;
+    }
+    log_state(c);
+    /* consume a pending reset before the run, so that it cannot swallow the run's state */
+    if (ping_now(c)) {
+        log_warn("Cannot ping the platform before the run; it is postponed to the next check");
+        return E_HTTP;
+    }
+    has = state_last_run(c->state, &last);
+    if (!sched_due(has, last, wall_s(), c->cfg->period_ms))
+        return 0;
+    return run_cycle(c, wall_s());
+}
+
+/* ---- public ---------------------------------------------------------------------------- */
+
+struct connector *connector_new(const struct config *cfg)
+{
+    struct connector *c = calloc(1, sizeof(*c));
+    if (!c)
+        return NULL;
+    c->cfg = cfg;
+    uuid_t u;
+    uuid_generate(u);
+    memcpy(&c->rng, u, sizeof(c->rng));
+    if (!c->rng)
+        c->rng = 0x9e3779b9u;
+    char ua[64];
+    snprintf(ua, sizeof(ua), "%s/%s", ODS_NAME, ODS_VERSION);
+    const char *ca = cfg->ssl_ca_file ? cfg->ssl_ca_file : cfg->ca_bundle;
+    struct opencti_options oo = {
+        .url = cfg->opencti_url,
+        .token = cfg->opencti_token,
+        .http = {.user_agent = ua,
+                 .verify = cfg->ssl_verify,
+                 .ca_file = ca,
+                 .https_proxy = cfg->https_proxy,
+                 .http_proxy = cfg->http_proxy,
+                 .no_proxy = cfg->no_proxy,
+                 .headers = cfg->custom_headers,
+                 .n_headers = cfg->n_custom_headers,
+                 .allow_file = false,
+                 .follow_redirects = false,
+                 .connect_timeout_ms = HTTP_CONNECT_TIMEOUT_MS,
+                 .tick = api_tick,
+                 .tick_ctx = c},
+        .timeout_ms = cfg->opencti_timeout_ms,
+        .on_compat = on_compat,
+        .compat_ctx = c,
+    };
+    struct http_options fo = {.user_agent = ua,
+                              .verify = true,
+                              .ca_file = cfg->ca_bundle,
+                              .https_proxy = cfg->https_proxy,
+                              .http_proxy = cfg->http_proxy,
+                              .no_proxy = cfg->no_proxy,
+                              .allow_file = true,
+                              .follow_redirects = true,
+                              .connect_timeout_ms = HTTP_CONNECT_TIMEOUT_MS,
+                              .tick = fetch_tick,
+                              .tick_ctx = c};
+    c->api = opencti_new(&oo);
+    c->fetch = http_new(&fo);
+    if (!c->api || !c->fetch) {
+        connector_free(c);
+        return NULL;
+    }
+    return c;
+}
+
+void connector_free(struct connector *c)
+{
+    if (!c)
+        return;
+    opencti_free(c->api);
+    http_free(c->fetch);
+    opencti_registration_release(&c->reg);
+    free(c->platform_version);
+    cJSON_Delete(c->state);
+    free(c->prev_state_text);
+    free(c);
+}
+
+int connector_main(struct connector *c)
+{
+    const struct config *cfg = c->cfg;
+    char period[32];
+    fmt_duration(cfg->period_ms, period, sizeof(period));
+    log_kv(LOG_INFO, LOG_ATTRS(KV_STR("version", ODS_VERSION), KV_STR("url", cfg->opencti_url),
+                               KV_STR("connector_id", cfg->connector_id),
+                               KV_BOOL("run_and_terminate", cfg->run_and_terminate),
+                               KV_STR("period", period)),
+           "%s %s starting", ODS_NAME, ODS_VERSION);
+    if (startup(c)) {
+        log_info("Connector stop");
+        return CONNECTOR_EXIT_OK;
+    }
+    if (cfg->run_and_terminate) {
+        int rc = check_and_run(c);
+        /* a final ping, as pycti's force_ping: liveness and the stored state */
+        if (!stopping())
+            (void)ping_now(c);
+        log_info("Connector stop");
+        return rc == 0 || (rc == E_CANCELED && stopping()) ? CONNECTOR_EXIT_OK
+                                                            : CONNECTOR_EXIT_RUN_FAILED;
+    }
+    c->next_check = mono_ms();
+    while (!stopping()) {
+        int64_t now = mono_ms();
+        if (now >= c->next_ping)
+            (void)ping_now(c);
+        if (now >= c->next_check) {
+            c->next_check = now + cfg->check_interval_ms;
+            (void)check_and_run(c);
+            continue; /* a reset during the run asks for an immediate check */
+        }
+        now = mono_ms();
+        int64_t next = c->next_ping < c->next_check ? c->next_ping : c->next_check;
+        wait_ms(next - now);
+    }
+    log_info("Connector stop");
+    return CONNECTOR_EXIT_OK;
+}

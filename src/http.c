@@ -1,0 +1,246 @@
+/* http.c - libcurl wrapper: one easy handle, multi-driven so a tick can run. */
+#include "http.h"
+
+#include <curl/curl.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define HTTP_MAX_REDIRECTS 5
+
+struct http {
+    struct http_options o;
+    char *user_agent, *ca_file, *https_proxy, *http_proxy, *no_proxy;
+    struct curl_slist *headers; /* custom headers, prebuilt */
+    CURL *easy;
+    CURLM *multi;
+    /* per transfer */
+    struct buf *out;
+    size_t max;
+    bool too_big;
+    char errbuf[CURL_ERROR_SIZE];
+};
+
+int http_global_init(void)
+{
+    return curl_global_init(CURL_GLOBAL_DEFAULT) == CURLE_OK ? 0 : E_HTTP;
+}
+
+void http_global_cleanup(void)
+{
+    curl_global_cleanup();
+}
+
+static char *dup_or_null(const char *s)
+{
+    return s ? strdup(s) : NULL;
+}
+
+struct http *http_new(const struct http_options *o)
+{
+    struct http *h = calloc(1, sizeof(*h));
+    if (!h)
+        return NULL;
+    h->o = *o;
+    h->user_agent = dup_or_null(o->user_agent);
+    h->ca_file = dup_or_null(o->ca_file);
+    h->https_proxy = dup_or_null(o->https_proxy);
+    h->http_proxy = dup_or_null(o->http_proxy);
+    h->no_proxy = dup_or_null(o->no_proxy);
+    h->easy = curl_easy_init();
+    h->multi = curl_multi_init();
+    if (!h->easy || !h->multi)
+        goto fail;
+    for (size_t i = 0; i < o->n_headers; i++) {
+        size_t n = strlen(o->headers[i].name) + strlen(o->headers[i].value) + 3;
+        char *line = malloc(n);
+        if (!line)
+            goto fail;
+        snprintf(line, n, "%s: %s", o->headers[i].name, o->headers[i].value);
+        struct curl_slist *l = curl_slist_append(h->headers, line);
+        free(line);
+        if (!l)
+            goto fail;
+        h->headers = l;
+    }
+    h->o.headers = NULL; /* not kept: borrowed memory */
+    return h;
+fail:
+    http_free(h);
+    return NULL;
+}
+
+void http_free(struct http *h)
+{
+    if (!h)
+        return;
+    if (h->multi)
+        curl_multi_cleanup(h->multi);
+    if (h->easy)
+        curl_easy_cleanup(h->easy);
+    curl_slist_free_all(h->headers);
+    free(h->user_agent);
+    free(h->ca_file);
+    free(h->https_proxy);
+    free(h->http_proxy);
+    free(h->no_proxy);
+    free(h);
+}
+
+static size_t on_data(char *ptr, size_t size, size_t nmemb, void *ud)
+{
+    struct http *h = ud;
+    size_t n = size * nmemb;
+    if (h->out->len + n > h->max || buf_add(h->out, ptr, n)) {
+        h->too_big = h->out->len + n > h->max;
+        return 0; /* makes curl fail the transfer with CURLE_WRITE_ERROR */
+    }
+    return n;
+}
+
+static int map_curl(struct http *h, CURLcode cc, const char *url, struct err *err)
+{
+    const char *detail = h->errbuf[0] ? h->errbuf : curl_easy_strerror(cc);
+    switch (cc) {
+    case CURLE_OPERATION_TIMEDOUT:
+        return err_set(err, E_TIMEOUT, "%s: timed out (%s)", url, detail);
+    case CURLE_PEER_FAILED_VERIFICATION:
+    case CURLE_SSL_CACERT_BADFILE:
+    case CURLE_SSL_CONNECT_ERROR:
+    case CURLE_SSL_CERTPROBLEM:
+    case CURLE_SSL_CIPHER:
+    case CURLE_SSL_ISSUER_ERROR:
+    case CURLE_SSL_PINNEDPUBKEYNOTMATCH:
+    case CURLE_SSL_INVALIDCERTSTATUS:
+        return err_set(err, E_TLS, "%s: TLS failure (%s)", url, detail);
+    case CURLE_WRITE_ERROR:
+        if (h->too_big)
+            return err_set(err, E_TOO_BIG, "%s: the response is larger than %zu bytes", url,
+                           h->max);
+        return err_set(err, E_NOMEM, "%s: out of memory receiving the response", url);
+    case CURLE_FILESIZE_EXCEEDED:
+        return err_set(err, E_TOO_BIG, "%s: the response is larger than %zu bytes", url, h->max);
+    case CURLE_ABORTED_BY_CALLBACK:
+        return err_set(err, E_CANCELED, "%s: canceled", url);
+    default:
+        return err_set(err, E_HTTP, "%s: %s", url, detail);
+    }
+}
+
+static int setup(struct http *h, const struct http_request *req, struct curl_slist **ret_hdrs)
+{
+    CURL *e = h->easy;
+    struct curl_slist *hdrs = NULL, *l;
+    curl_easy_reset(e);
+    curl_easy_setopt(e, CURLOPT_URL, req->url);
+    curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L);
+    curl_easy_setopt(e, CURLOPT_ERRORBUFFER, h->errbuf);
+    curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, on_data);
+    curl_easy_setopt(e, CURLOPT_WRITEDATA, h);
+    curl_easy_setopt(e, CURLOPT_TIMEOUT_MS, (long)req->timeout_ms);
+    curl_easy_setopt(e, CURLOPT_CONNECTTIMEOUT_MS, (long)h->o.connect_timeout_ms);
+    curl_easy_setopt(e, CURLOPT_MAXFILESIZE_LARGE, (curl_off_t)req->max_response);
+    curl_easy_setopt(e, CURLOPT_PROTOCOLS_STR, h->o.allow_file ? "http,https,file" : "http,https");
+    curl_easy_setopt(e, CURLOPT_REDIR_PROTOCOLS_STR, "http,https");
+    curl_easy_setopt(e, CURLOPT_FOLLOWLOCATION, h->o.follow_redirects ? 1L : 0L);
+    curl_easy_setopt(e, CURLOPT_MAXREDIRS, (long)HTTP_MAX_REDIRECTS);
+    curl_easy_setopt(e, CURLOPT_ACCEPT_ENCODING, ""); /* whatever curl can decode */
+    curl_easy_setopt(e, CURLOPT_SSL_VERIFYPEER, h->o.verify ? 1L : 0L);
+    curl_easy_setopt(e, CURLOPT_SSL_VERIFYHOST, h->o.verify ? 2L : 0L);
+    if (h->ca_file)
+        curl_easy_setopt(e, CURLOPT_CAINFO, h->ca_file);
+    if (h->user_agent)
+        curl_easy_setopt(e, CURLOPT_USERAGENT, h->user_agent);
+    /* the proxy for this URL's scheme; "" stops curl from reading the environment */
+    const char *proxy = strncmp(req->url, "https:", 6) == 0 ? h->https_proxy : h->http_proxy;
+    curl_easy_setopt(e, CURLOPT_PROXY, proxy ? proxy : "");
+    if (h->no_proxy)
+        curl_easy_setopt(e, CURLOPT_NOPROXY, h->no_proxy);
+    for (l = h->headers; l; l = l->next)
+        if (!(hdrs = curl_slist_append(hdrs, l->data)))
+            goto nomem;
+    if (req->bearer) {
+        size_t n = strlen(req->bearer) + 32;
+        char *auth = malloc(n);
+        if (!auth)
+            goto nomem;
+        snprintf(auth, n, "Authorization: Bearer %s", req->bearer);
+        l = curl_slist_append(hdrs, auth);
+        /* the token must not linger in freed memory */
+        memset(auth, 0, n);
+        free(auth);
+        if (!l)
+            goto nomem;
+        hdrs = l;
+    }
+    if (req->body) {
+        char ct[128];
+        snprintf(ct, sizeof(ct), "Content-Type: %s",
+                 req->content_type ? req->content_type : "application/json");
+        if (!(l = curl_slist_append(hdrs, ct)))
+            goto nomem;
+        hdrs = l;
+        if (!(l = curl_slist_append(hdrs, "Expect:")))
+            goto nomem;
+        hdrs = l;
+        curl_easy_setopt(e, CURLOPT_POSTFIELDS, req->body);
+        curl_easy_setopt(e, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)req->body_len);
+    } else if (req->method && strcmp(req->method, "POST") == 0) {
+        curl_easy_setopt(e, CURLOPT_POSTFIELDS, "");
+    }
+    curl_easy_setopt(e, CURLOPT_HTTPHEADER, hdrs);
+    *ret_hdrs = hdrs;
+    return 0;
+nomem:
+    curl_slist_free_all(hdrs);
+    return E_NOMEM;
+}
+
+int http_perform(struct http *h, const struct http_request *req, long *ret_status,
+                 struct buf *out, struct err *err)
+{
+    struct curl_slist *hdrs = NULL;
+    h->errbuf[0] = '\0';
+    h->out = out;
+    h->max = req->max_response;
+    h->too_big = false;
+    int rc = setup(h, req, &hdrs);
+    if (rc)
+        return err_set(err, rc, "out of memory preparing a request");
+    if (curl_multi_add_handle(h->multi, h->easy) != CURLM_OK) {
+        curl_slist_free_all(hdrs);
+        return err_set(err, E_HTTP, "%s: cannot start the transfer", req->url);
+    }
+    int running = 1;
+    bool canceled = false;
+    while (running) {
+        if (curl_multi_perform(h->multi, &running) != CURLM_OK)
+            break;
+        if (!running)
+            break;
+        if (curl_multi_poll(h->multi, NULL, 0, HTTP_TICK_MS, NULL) != CURLM_OK)
+            break;
+        if (h->o.tick && h->o.tick(h->o.tick_ctx)) {
+            canceled = true;
+            break;
+        }
+    }
+    CURLcode cc = CURLE_OK;
+    if (canceled) {
+        cc = CURLE_ABORTED_BY_CALLBACK;
+    } else {
+        CURLMsg *msg;
+        int left;
+        cc = CURLE_RECV_ERROR;
+        while ((msg = curl_multi_info_read(h->multi, &left)))
+            if (msg->msg == CURLMSG_DONE && msg->easy_handle == h->easy)
+                cc = msg->data.result;
+    }
+    curl_multi_remove_handle(h->multi, h->easy);
+    curl_slist_free_all(hdrs);
+    if (cc != CURLE_OK)
+        return map_curl(h, cc, req->url, err);
+    long status = 0;
+    curl_easy_getinfo(h->easy, CURLINFO_RESPONSE_CODE, &status);
+    *ret_status = status;
+    return 0;
+}
