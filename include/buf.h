@@ -34,7 +34,7 @@ int buf_add(struct buf *b, const void *data, size_t len) ODS_MUST_CHECK;
 int buf_adds(struct buf *b, const char *s) ODS_MUST_CHECK;
 int buf_addc(struct buf *b, char c) ODS_MUST_CHECK;
 int buf_printf(struct buf *b, const char *fmt, ...) ODS_PRINTF(2, 3) ODS_MUST_CHECK;
-int buf_vprintf(struct buf *b, const char *fmt, va_list ap) ODS_MUST_CHECK;
+int buf_vprintf(struct buf *b, const char *fmt, va_list ap) ODS_PRINTF(2, 0) ODS_MUST_CHECK;
 /* Appends s as a JSON string literal (with quotes), escaping what JSON requires. */
 int buf_add_json_string(struct buf *b, const char *s, size_t len) ODS_MUST_CHECK;
 /* Appends the standard Base64 (with padding, no line breaks) of data. */

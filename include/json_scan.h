@@ -37,21 +37,38 @@ struct json_error {
     char what[160];
 };
 
+/* The members of the document's root object, recorded by json_validate(). */
+struct json_member {
+    struct json_span key;
+    struct json_span value;
+};
+
+struct json_members {
+    struct json_member *v;
+    size_t len, cap;
+};
+
+void json_members_release(struct json_members *m);
+
 /*
  * Validates s[0..n): one JSON value surrounded by optional whitespace (a leading UTF-8
  * byte order mark is allowed). Rejects invalid UTF-8 anywhere, raw control characters in
  * strings, "\u0000" escapes, nesting deeper than max_depth, and trailing data. On error
  * returns E_PARSE and fills err (may be NULL). On success *ret_start (may be NULL) is the
- * offset of the value's first byte.
+ * offset of the value's first byte and, when root is not NULL and the value is an
+ * object, root lists its members (the caller releases it in every case). E_NOMEM if the
+ * list cannot grow.
  */
 int json_validate(const char *s, size_t n, unsigned max_depth, size_t *ret_start,
-                  struct json_error *err) ODS_MUST_CHECK;
+                  struct json_members *root, struct json_error *err) ODS_MUST_CHECK;
 
 /* ---- on validated documents ------------------------------------------------------- */
 
 enum json_kind json_kind_at(const char *s, size_t off);
 /* Returns the offset just past the value starting at off. */
 size_t json_value_end(const char *s, size_t off);
+/* Returns the first offset at or after off that is not JSON whitespace. */
+size_t json_skip_ws(const char *s, size_t off);
 static inline struct json_span json_span_at(const char *s, size_t off)
 {
     struct json_span v = {off, json_value_end(s, off) - off};

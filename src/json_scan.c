@@ -8,8 +8,10 @@
 #include "json_scan.h"
 
 #include <stdarg.h>
+#include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 /* ---- validation -------------------------------------------------------------------- */
@@ -89,13 +91,32 @@ static size_t utf8_len(const unsigned char *p, size_t avail)
     return len;
 }
 
+#define SWAR_ONES UINT64_C(0x0101010101010101)
+#define SWAR_HIGH UINT64_C(0x8080808080808080)
+/* Whether any byte of w is zero. */
+#define SWAR_HAS_ZERO(w) (((w) - SWAR_ONES) & ~(w) & SWAR_HIGH)
+
+/* Whether the 8 bytes at p are all printable ASCII other than '"' and '\\' (the bytes a
+ * string can hold without a closer look). */
+static bool plain8(const unsigned char *p)
+{
+    uint64_t w;
+    memcpy(&w, p, 8);
+    uint64_t special = (w & SWAR_HIGH) |                      /* >= 0x80 */
+                       ((w - SWAR_ONES * 0x20) & ~w & SWAR_HIGH) | /* < 0x20 */
+                       SWAR_HAS_ZERO(w ^ (SWAR_ONES * '"')) | SWAR_HAS_ZERO(w ^ (SWAR_ONES * '\\'));
+    return special == 0;
+}
+
 static int scan_string(struct vstate *v)
 {
     const unsigned char *s = (const unsigned char *)v->s;
     size_t start = v->i;
     size_t i = v->i + 1;
     for (;;) {
-        /* the common case: a run of printable ASCII */
+        /* the common case: a run of printable ASCII, eight bytes at a time */
+        while (i + 8 <= v->n && plain8(s + i))
+            i += 8;
         while (i < v->n && s[i] >= 0x20 && s[i] < 0x80 && s[i] != '"' && s[i] != '\\')
             i++;
         if (i >= v->n)
@@ -193,8 +214,15 @@ static int unexpected(struct vstate *v, const char *expected)
     return fail(v, v->i, "unexpected byte 0x%02x, expected %s", c, expected);
 }
 
+void json_members_release(struct json_members *m)
+{
+    free(m->v);
+    m->v = NULL;
+    m->len = m->cap = 0;
+}
+
 int json_validate(const char *s, size_t n, unsigned max_depth, size_t *ret_start,
-                  struct json_error *err)
+                  struct json_members *root, struct json_error *err)
 {
     struct vstate v = {s, n, 0, err};
     char stack[JSON_MAX_DEPTH];
@@ -245,19 +273,39 @@ int json_validate(const char *s, size_t n, unsigned max_depth, size_t *ret_start
                 return rc;
             state = AFTER;
             continue;
-        case KEY:
+        case KEY: {
             if (v.i >= n || s[v.i] != '"')
                 return unexpected(&v, "a member name in double quotes");
+            size_t key = v.i;
             if ((rc = scan_string(&v)))
                 return rc;
+            size_t key_end = v.i;
             skip_ws_v(&v);
             if (v.i >= n || s[v.i] != ':')
                 return unexpected(&v, "':'");
             v.i++;
             skip_ws_v(&v);
+            if (root && depth == 1) {
+                if (root->len == root->cap) {
+                    size_t cap = root->cap ? root->cap * 2 : 16;
+                    struct json_member *p = realloc(root->v, cap * sizeof(*p));
+                    if (!p)
+                        return E_NOMEM;
+                    root->v = p;
+                    root->cap = cap;
+                }
+                struct json_member *m = &root->v[root->len++];
+                m->key.off = key;
+                m->key.len = key_end - key;
+                m->value.off = v.i;
+                m->value.len = 0; /* known when the value ends */
+            }
             state = VALUE;
             continue;
+        }
         case AFTER:
+            if (root && depth == 1 && root->len && root->v[root->len - 1].value.len == 0)
+                root->v[root->len - 1].value.len = v.i - root->v[root->len - 1].value.off;
             skip_ws_v(&v);
             if (depth == 0)
                 goto done;
@@ -307,6 +355,11 @@ static size_t skip_ws(const char *s, size_t i)
     return i;
 }
 
+size_t json_skip_ws(const char *s, size_t off)
+{
+    return skip_ws(s, off);
+}
+
 enum json_kind json_kind_at(const char *s, size_t off)
 {
     switch (s[off]) {
@@ -320,16 +373,27 @@ enum json_kind json_kind_at(const char *s, size_t off)
     }
 }
 
+/* The offset just past the string starting at i. A validated document holds no NUL byte,
+ * so strchr cannot run past the closing quote; a quote ends the string unless an odd
+ * number of backslashes precedes it (the opening quote bounds that run). */
 static size_t string_end(const char *s, size_t i)
 {
-    i++;
+    const char *p = s + i + 1;
     for (;;) {
-        char c = s[i];
-        if (c == '"')
-            return i + 1;
-        i += c == '\\' ? 2 : 1;
+        const char *q = strchr(p, '"');
+        size_t bs = 0;
+        while (q[-1 - (ptrdiff_t)bs] == '\\')
+            bs++;
+        if (bs % 2 == 0)
+            return (size_t)(q - s) + 1;
+        p = q + 1;
     }
 }
+
+/* Bytes that matter when skipping a container: quotes and brackets. */
+static const unsigned char structural[256] = {
+    ['"'] = 1, ['{'] = 2, ['['] = 2, ['}'] = 3, [']'] = 3,
+};
 
 size_t json_value_end(const char *s, size_t off)
 {
@@ -342,17 +406,19 @@ size_t json_value_end(const char *s, size_t off)
     case '[': {
         size_t depth = 0, i = off;
         for (;;) {
-            char c = s[i];
-            if (c == '"') {
+            unsigned char k = structural[(unsigned char)s[i]];
+            if (!k) {
+                i++;
+                continue;
+            }
+            if (k == 1) {
                 i = string_end(s, i);
                 continue;
             }
-            if (c == '{' || c == '[') {
+            if (k == 2)
                 depth++;
-            } else if (c == '}' || c == ']') {
-                if (--depth == 0)
-                    return i + 1;
-            }
+            else if (--depth == 0)
+                return i + 1;
             i++;
         }
     }

@@ -43,27 +43,37 @@
 
 /* ---- supported types (pycti 6.8.10 supported_types, PROTOCOL.md §4.7) ---------------- */
 
-static const char *const supported_types[] = {
-    "label", "vocabulary", "kill-chain-phase", "attack-pattern", "campaign", "case-incident",
-    "x-opencti-case-incident", "case-rfi", "x-opencti-case-rfi", "case-rft",
-    "x-opencti-case-rft", "channel", "course-of-action", "data-component",
-    "x-mitre-data-component", "data-source", "x-mitre-data-source", "event",
-    "external-reference", "feedback", "x-opencti-feedback", "grouping", "identity",
-    "incident", "indicator", "infrastructure", "intrusion-set", "language", "location",
-    "malware", "malware-analysis", "marking-definition", "narrative", "note", "observed-data",
-    "opinion", "report", "task", "x-opencti-task", "threat-actor", "tool", "vulnerability",
-    "security-coverage", "user", "group", "capability", "role", "settings", "notification",
-    "work", "trash", "draftworkspace", "playbook", "deleteoperation", "workspace",
-    "publicdashboard", "autonomous-system", "directory", "domain-name", "email-addr",
-    "email-message", "email-mime-part-type", "artifact", "file", "x509-certificate",
-    "ipv4-addr", "ipv6-addr", "mac-addr", "mutex", "network-traffic", "process", "software",
-    "url", "user-account", "windows-registry-key", "windows-registry-value-type", "hostname",
-    "cryptographic-key", "cryptocurrency-wallet", "text", "user-agent", "bank-account",
-    "phone-number", "credential", "tracking-number", "payment-card", "media-content",
-    "simple-observable", "persona", "ssh-key", "relationship", "sighting", "pir"};
+#define T(x) {x, sizeof(x) - 1}
+static const struct {
+    const char *name;
+    size_t len;
+} supported_types[] = {
+    T("label"), T("vocabulary"), T("kill-chain-phase"), T("attack-pattern"), T("campaign"),
+    T("case-incident"), T("x-opencti-case-incident"), T("case-rfi"), T("x-opencti-case-rfi"),
+    T("case-rft"), T("x-opencti-case-rft"), T("channel"), T("course-of-action"),
+    T("data-component"), T("x-mitre-data-component"), T("data-source"),
+    T("x-mitre-data-source"), T("event"), T("external-reference"), T("feedback"),
+    T("x-opencti-feedback"), T("grouping"), T("identity"), T("incident"), T("indicator"),
+    T("infrastructure"), T("intrusion-set"), T("language"), T("location"), T("malware"),
+    T("malware-analysis"), T("marking-definition"), T("narrative"), T("note"),
+    T("observed-data"), T("opinion"), T("report"), T("task"), T("x-opencti-task"),
+    T("threat-actor"), T("tool"), T("vulnerability"), T("security-coverage"), T("user"),
+    T("group"), T("capability"), T("role"), T("settings"), T("notification"), T("work"),
+    T("trash"), T("draftworkspace"), T("playbook"), T("deleteoperation"), T("workspace"),
+    T("publicdashboard"), T("autonomous-system"), T("directory"), T("domain-name"),
+    T("email-addr"), T("email-message"), T("email-mime-part-type"), T("artifact"), T("file"),
+    T("x509-certificate"), T("ipv4-addr"), T("ipv6-addr"), T("mac-addr"), T("mutex"),
+    T("network-traffic"), T("process"), T("software"), T("url"), T("user-account"),
+    T("windows-registry-key"), T("windows-registry-value-type"), T("hostname"),
+    T("cryptographic-key"), T("cryptocurrency-wallet"), T("text"), T("user-agent"),
+    T("bank-account"), T("phone-number"), T("credential"), T("tracking-number"),
+    T("payment-card"), T("media-content"), T("simple-observable"), T("persona"), T("ssh-key"),
+    T("relationship"), T("sighting"), T("pir")};
+#undef T
 
 /* pycti: an id containing "--" is supported when the part before the first "--" is a
- * supported type; anything else is not an id and is not filtered. */
+ * supported type; anything else is not an id and is not filtered. (Called once per
+ * interned string.) */
 static bool type_supported(const char *p, size_t n)
 {
     const char *dd = NULL;
@@ -77,7 +87,7 @@ static bool type_supported(const char *p, size_t n)
         return true;
     size_t tl = (size_t)(dd - p);
     for (size_t k = 0; k < sizeof(supported_types) / sizeof(supported_types[0]); k++)
-        if (strlen(supported_types[k]) == tl && memcmp(supported_types[k], p, tl) == 0)
+        if (supported_types[k].len == tl && memcmp(supported_types[k].name, p, tl) == 0)
             return true;
     return false;
 }
@@ -116,16 +126,18 @@ static uint64_t mix64(uint64_t x)
 
 static uint64_t hash_bytes(const char *p, size_t n)
 {
-    uint64_t h = UINT64_C(0x9E3779B97F4A7C15) ^ n;
+    uint64_t h = UINT64_C(0x9E3779B97F4A7C15) ^ (n * UINT64_C(0xff51afd7ed558ccd));
     size_t i = 0;
     for (; i + 8 <= n; i += 8) {
         uint64_t w;
         memcpy(&w, p + i, 8);
-        h = mix64(h ^ w) * 31;
+        h = (h ^ w) * UINT64_C(0x100000001b3);
+        h ^= h >> 29;
     }
     uint64_t w = 0;
-    memcpy(&w, p + i, n - i);
-    return mix64(h ^ w ^ (uint64_t)(n - i) << 56);
+    for (size_t k = 0; i < n; i++, k += 8)
+        w |= (uint64_t)(unsigned char)p[i] << k;
+    return mix64(h ^ w);
 }
 
 /* A set of 64-bit keys, open addressing; key 0 is stored as a flag. */
@@ -265,6 +277,7 @@ struct sstr {
     uint32_t raw_obj;          /* pycti's raw_data[s] */
     uint32_t cache_obj;        /* pycti's cache_index[s] */
     uint32_t on_path;          /* times it is in parent_acc */
+    uint32_t hash;             /* of the decoded bytes (intern table) */
     uint8_t supported;         /* 0 unknown, 1 yes, 2 no */
     uint8_t is_object_id;
 };
@@ -295,6 +308,12 @@ struct frame {
     uint8_t pending_refs; /* the pending child is a _refs element (1) or a _ref (0) */
 };
 
+/* An intern table slot: the sid and its hash, so most probes need no string access. */
+struct stab_slot {
+    uint32_t sid; /* NONE: empty */
+    uint32_t hash;
+};
+
 struct split_result {
     const char *s;
     size_t n;
@@ -309,7 +328,7 @@ struct split_result {
 
     struct sstr *str;
     size_t nstr, capstr;
-    uint32_t *stab; /* intern hash table of sids, NONE = empty */
+    struct stab_slot *stab; /* intern hash table */
     size_t stab_cap;
     struct arena arena;
 
@@ -338,15 +357,17 @@ struct split_result {
 static int stab_rehash(struct split_result *r)
 {
     size_t nc = r->stab_cap ? r->stab_cap * 2 : 4096;
-    uint32_t *t = malloc(nc * sizeof(*t));
+    struct stab_slot *t = malloc(nc * sizeof(*t));
     if (!t)
         return E_NOMEM;
-    memset(t, 0xff, nc * sizeof(*t));
+    for (size_t j = 0; j < nc; j++)
+        t[j].sid = NONE;
     for (size_t i = 0; i < r->nstr; i++) {
-        size_t j = hash_bytes(r->str[i].p, r->str[i].len) & (nc - 1);
-        while (t[j] != NONE)
+        size_t j = r->str[i].hash & (nc - 1);
+        while (t[j].sid != NONE)
             j = (j + 1) & (nc - 1);
-        t[j] = (uint32_t)i;
+        t[j].sid = (uint32_t)i;
+        t[j].hash = r->str[i].hash;
     }
     free(r->stab);
     r->stab = t;
@@ -360,12 +381,15 @@ static int intern_bytes(struct split_result *r, const char *p, size_t n, struct 
 {
     if ((r->nstr + 1) * 2 > r->stab_cap && stab_rehash(r))
         return E_NOMEM;
-    size_t m = r->stab_cap - 1, j = hash_bytes(p, n) & m;
-    while (r->stab[j] != NONE) {
-        struct sstr *e = &r->str[r->stab[j]];
-        if (e->len == n && memcmp(e->p, p, n) == 0) {
-            *ret_sid = r->stab[j];
-            return 0;
+    uint32_t h = (uint32_t)hash_bytes(p, n);
+    size_t m = r->stab_cap - 1, j = h & m;
+    while (r->stab[j].sid != NONE) {
+        if (r->stab[j].hash == h) {
+            struct sstr *e = &r->str[r->stab[j].sid];
+            if (e->len == n && memcmp(e->p, p, n) == 0) {
+                *ret_sid = r->stab[j].sid;
+                return 0;
+            }
         }
         j = (j + 1) & m;
     }
@@ -387,9 +411,11 @@ static int intern_bytes(struct split_result *r, const char *p, size_t n, struct 
     e->raw_obj = NONE;
     e->cache_obj = NONE;
     e->on_path = 0;
+    e->hash = h;
     e->supported = 0;
     e->is_object_id = 0;
-    r->stab[j] = (uint32_t)r->nstr;
+    r->stab[j].sid = (uint32_t)r->nstr;
+    r->stab[j].hash = h;
     *ret_sid = (uint32_t)r->nstr++;
     return 0;
 }
@@ -460,10 +486,12 @@ static bool truthy_string(const char *s, struct json_span v)
     return json_kind_at(s, v.off) == JSON_STRING && v.len > 2;
 }
 
-static int read_object(struct split_result *r, struct json_span ov, size_t index, struct err *err,
-                       struct pmem **pm, size_t *cappm)
+/* Reads the object starting at off (objects[index]); *ret_end is the offset past it. */
+static int read_object(struct split_result *r, size_t off, size_t index, size_t *ret_end,
+                       struct err *err, struct pmem **pm, size_t *cappm)
 {
     const char *s = r->s;
+    struct json_span ov = {off, 0};
     if (json_kind_at(s, ov.off) != JSON_OBJECT)
         return perr(r, err, ov.off, "objects[%zu] is not a JSON object", index);
     if (GROW(r->obj, r->capobj, r->nobj + 1))
@@ -511,11 +539,13 @@ static int read_object(struct split_result *r, struct json_span ov, size_t index
         r->nmem++;
         count++;
     }
+    *ret_end = json_skip_ws(s, it.pos) + 1; /* past the closing brace */
     /* resolve decoded keys to pointers now that tmp no longer moves */
     for (size_t i = 0; i < count; i++) {
         if ((*pm)[i].kh == 1)
             (*pm)[i].kp = r->tmp.data + ((uintptr_t)(*pm)[i].kp - 1);
-        (*pm)[i].kh = hash_bytes((*pm)[i].kp, (*pm)[i].kn);
+        /* only large objects use a hash table for duplicate keys */
+        (*pm)[i].kh = count > 12 ? hash_bytes((*pm)[i].kp, (*pm)[i].kn) : 0;
     }
     /* Python dicts keep the first position of a key and its last value. */
     size_t out = 0;
@@ -678,29 +708,36 @@ static int read_object(struct split_result *r, struct json_span ov, size_t index
 static int read_bundle(struct split_result *r, struct err *err)
 {
     struct json_error je;
+    struct json_members root = {0};
     size_t start;
-    if (json_validate(r->s, r->n, JSON_MAX_DEPTH, &start, &je)) {
+    int rc = json_validate(r->s, r->n, JSON_MAX_DEPTH, &start, &root, &je);
+    if (rc) {
+        json_members_release(&root);
+        if (rc == E_NOMEM)
+            return rc;
         if (err)
             snprintf(err->msg, sizeof(err->msg), "not valid JSON: %s (line %zu, column %zu)",
                      je.what, je.line, je.column);
         return E_PARSE;
     }
     const char *s = r->s;
-    if (json_kind_at(s, start) != JSON_OBJECT)
+    if (json_kind_at(s, start) != JSON_OBJECT) {
+        json_members_release(&root);
         return perr(r, err, start, "the document is not a JSON object");
-    struct json_iter it;
-    struct json_span k, v, objects = {0, 0};
+    }
+    /* the last "objects" and "id" win, as in a Python dict */
+    struct json_span objects = {0, 0};
     bool has_objects = false;
-    json_iter_init(&it, start);
-    while (json_obj_next(s, &it, &k, &v)) {
-        if (json_str_equals(s, k, "objects", 7)) {
-            objects = v;
+    for (size_t i = 0; i < root.len; i++) {
+        if (json_str_equals(s, root.v[i].key, "objects", 7)) {
+            objects = root.v[i].value;
             has_objects = true;
-        } else if (json_str_equals(s, k, "id", 2)) {
-            r->bundle_id.off = (uint32_t)v.off;
-            r->bundle_id.len = (uint32_t)v.len;
+        } else if (json_str_equals(s, root.v[i].key, "id", 2)) {
+            r->bundle_id.off = (uint32_t)root.v[i].value.off;
+            r->bundle_id.len = (uint32_t)root.v[i].value.len;
         }
     }
+    json_members_release(&root);
     if (!has_objects)
         return perr(r, err, start, "no \"objects\" member");
     if (json_kind_at(s, objects.off) != JSON_ARRAY)
@@ -714,23 +751,29 @@ static int read_bundle(struct split_result *r, struct err *err)
     }
     struct pmem *pm = NULL;
     size_t cappm = 0, index = 0;
-    int rc = 0;
-    json_iter_init(&it, objects.off);
-    while (json_arr_next(s, &it, &v)) {
-        if ((rc = read_object(r, v, index++, err, &pm, &cappm)))
+    /* walk the array by hand: each object's end comes from reading its members, so the
+     * objects are not scanned twice */
+    size_t i = json_skip_ws(s, objects.off + 1);
+    rc = 0;
+    while (s[i] != ']') {
+        size_t end = 0;
+        if ((rc = read_object(r, i, index++, &end, err, &pm, &cappm)))
             break;
+        i = json_skip_ws(s, end);
+        if (s[i] == ',')
+            i = json_skip_ws(s, i + 1);
     }
     free(pm);
     if (rc)
         return rc;
     /* raw_data: built in bundle order, each object's id and then its internal ids, later
      * entries overwriting earlier ones */
-    for (size_t i = 0; i < r->nobj; i++) {
-        struct object *o = &r->obj[i];
-        r->str[o->id_sid].raw_obj = (uint32_t)i;
+    for (size_t k = 0; k < r->nobj; k++) {
+        struct object *o = &r->obj[k];
+        r->str[o->id_sid].raw_obj = (uint32_t)k;
         for (int j = 0; j < 2; j++)
             if (o->iid[j] != NONE)
-                r->str[o->iid[j]].raw_obj = (uint32_t)i;
+                r->str[o->iid[j]].raw_obj = (uint32_t)k;
     }
     return 0;
 }
@@ -1306,6 +1349,17 @@ uint64_t split_seq(const struct split_result *r, size_t i)
     return r->obj[r->out[i]].nb_deps;
 }
 
+static int add_u64(struct buf *out, uint64_t v)
+{
+    char tmp[24];
+    size_t i = sizeof(tmp);
+    do {
+        tmp[--i] = (char)('0' + v % 10);
+        v /= 10;
+    } while (v);
+    return buf_add(out, tmp + i, sizeof(tmp) - i);
+}
+
 static int add_raw(const struct split_result *r, uint32_t off, uint32_t len, struct buf *out)
 {
     struct json_span v = {off, len};
@@ -1320,8 +1374,11 @@ int split_render(const struct split_result *r, size_t i, struct buf *out)
         rc = r->bundle_id.len ? add_raw(r, r->bundle_id.off, r->bundle_id.len, out)
                               : buf_adds(out, r->bundle_id_gen);
     if (!rc)
-        rc = buf_printf(out, ",\"spec_version\":\"2.1\",\"x_opencti_seq\":%llu,\"objects\":[{",
-                        (unsigned long long)o->nb_deps);
+        rc = buf_adds(out, ",\"spec_version\":\"2.1\",\"x_opencti_seq\":");
+    if (!rc)
+        rc = add_u64(out, o->nb_deps);
+    if (!rc)
+        rc = buf_adds(out, ",\"objects\":[{");
     bool nb_written = false;
     for (uint32_t k = 0; k < o->mem_count && !rc; k++) {
         const struct member *m = &r->mem[o->mem_start + k];
@@ -1332,7 +1389,7 @@ int split_render(const struct split_result *r, size_t i, struct buf *out)
         if ((rc = buf_add(out, r->s + m->key_off, m->key_len)) || (rc = buf_addc(out, ':')))
             break;
         if (m->role == ROLE_NBDEPS) {
-            rc = buf_printf(out, "%llu", (unsigned long long)o->nb_deps);
+            rc = add_u64(out, o->nb_deps);
             nb_written = true;
         } else if (m->state == MS_NULL) {
             rc = buf_adds(out, "null");
@@ -1364,9 +1421,11 @@ int split_render(const struct split_result *r, size_t i, struct buf *out)
             rc = add_raw(r, m->val_off, m->val_len, out);
         }
     }
-    if (!rc && !nb_written && r->opt.with_nb_deps)
-        rc = buf_printf(out, "%s\"nb_deps\":%llu", o->mem_count ? "," : "",
-                        (unsigned long long)o->nb_deps);
+    if (!rc && !nb_written && r->opt.with_nb_deps) {
+        rc = buf_adds(out, o->mem_count ? ",\"nb_deps\":" : "\"nb_deps\":");
+        if (!rc)
+            rc = add_u64(out, o->nb_deps);
+    }
     if (!rc)
         rc = buf_adds(out, "}]}");
     return rc;
