@@ -125,6 +125,11 @@ void config_register_secrets(const struct config *cfg);
 
 const char *dataset_name(enum dataset_kind k);
 
+/* The status file the daemon writes and `health` reads: CONNECTOR_STATUS_FILE, else
+ * $RUNTIME_DIRECTORY/status.json (systemd's RuntimeDirectory=), else NULL. Returns a new
+ * string or NULL. */
+char *config_status_path(const struct env *env);
+
 /* Parses a boolean setting: true/false/yes/no/1/0 in any case, surrounding blanks ignored. */
 int config_parse_bool(const char *s, bool *ret) ODS_MUST_CHECK;
 

@@ -41,6 +41,24 @@ const char *dataset_name(enum dataset_kind k)
     return k < DATASET_COUNT ? dataset_names[k] : "?";
 }
 
+char *config_status_path(const struct env *env)
+{
+    const char *v = env_get(env, "CONNECTOR_STATUS_FILE");
+    if (v && *v)
+        return strdup(v);
+    const char *rd = env_get(env, "RUNTIME_DIRECTORY");
+    if (!rd || !*rd)
+        return NULL;
+    /* systemd may list several directories separated by ':'; the first is ours */
+    size_t n = strcspn(rd, ":");
+    char *p = malloc(n + sizeof("/status.json"));
+    if (p) {
+        memcpy(p, rd, n);
+        memcpy(p + n, "/status.json", sizeof("/status.json"));
+    }
+    return p;
+}
+
 /* ---- diagnostics ------------------------------------------------------------------ */
 
 void diag_init(struct diag *d)
@@ -571,8 +589,7 @@ int config_load(struct config *cfg, const struct env *env, struct diag *d)
                                           DEFAULT_PING_INTERVAL_MS, MS_PER_S, 4 * MS_PER_MIN);
     cfg->check_interval_ms = read_duration(env, d, "CONNECTOR_CHECK_INTERVAL",
                                            DEFAULT_CHECK_INTERVAL_MS, MS_PER_S, MS_PER_DAY);
-    if ((rc = dup_to(&cfg->status_file, get(env, "CONNECTOR_STATUS_FILE"))))
-        return rc;
+    cfg->status_file = config_status_path(env);
     if (get(env, "CONNECTOR_UPDATE_EXISTING_DATA"))
         diag_add(d, DIAG_WARNING, "CONNECTOR_UPDATE_EXISTING_DATA is deprecated and ignored "
                                   "(bundles are always sent with update=true, as the current "

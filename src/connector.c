@@ -25,6 +25,7 @@
 #include "connector.h"
 
 #include <errno.h>
+#include <stdarg.h>
 #include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -35,10 +36,12 @@
 #include "http.h"
 #include "log.h"
 #include "mq.h"
+#include "notify.h"
 #include "opencti.h"
 #include "sched.h"
 #include "sig.h"
 #include "state.h"
+#include "status.h"
 #include "stix_split.h"
 #include "timeutil.h"
 #include "version.h"
@@ -104,6 +107,11 @@ struct connector {
     uint64_t run_reset_epoch; /* reset_epoch when the current run started */
     uint32_t rng;
     size_t returned_logged;
+    /* health reporting */
+    struct status st;
+    int64_t last_ping_ok_wall;
+    int64_t status_written; /* monotonic ms */
+    bool status_error_logged;
 };
 
 /* ---- small helpers ---------------------------------------------------------------------- */
@@ -136,6 +144,7 @@ static void wait_ms(int64_t ms)
 
 /* Sleeps until deadline (monotonic), servicing the loop; E_CANCELED on stop. */
 static int service(struct connector *c);
+static void heartbeat(struct connector *c);
 
 static int sleep_until(struct connector *c, int64_t deadline)
 {
@@ -148,15 +157,86 @@ static int sleep_until(struct connector *c, int64_t deadline)
         int64_t step = deadline - now;
         if (c->registered && c->next_ping - now < step)
             step = c->next_ping - now;
+        if (step > STATUS_HEARTBEAT_S * MS_PER_S)
+            step = STATUS_HEARTBEAT_S * MS_PER_S;
         wait_ms(step < 1 ? 1 : step);
         if (c->registered)
             (void)service(c);
+        else
+            heartbeat(c);
     }
 }
 
 static void fmt_duration(int64_t ms, char *out, size_t cap)
 {
     duration_format(ms, out, cap);
+}
+
+/* ---- health: status file and systemd ----------------------------------------------------- */
+
+static void status_flush(struct connector *c)
+{
+    int64_t last;
+    c->st.loop_at = wall_s();
+    c->st.last_ping_ok = c->last_ping_ok_wall;
+    c->st.ping_interval_s = c->cfg->ping_interval_ms / MS_PER_S;
+    c->st.registered = c->registered;
+    c->st.running = c->in_run;
+    bool has = state_last_run(c->state, &last);
+    c->st.last_run = has ? last : -1;
+    c->st.next_run = has ? sched_next_run(true, last, wall_s(), c->cfg->period_ms) : -1;
+    c->status_written = mono_ms();
+    if (c->cfg->status_file && status_write(c->cfg->status_file, &c->st) &&
+        !c->status_error_logged) {
+        c->status_error_logged = true;
+        log_kv(LOG_WARN, LOG_ATTRS(KV_STR("file", c->cfg->status_file), KV_STR("reason",
+                                                                               strerror(errno))),
+               "Cannot write the status file (CONNECTOR_STATUS_FILE)");
+    }
+}
+
+/* Says what the daemon is doing: status file, systemd STATUS=. */
+static void report(struct connector *c, const char *fmt, ...) ODS_PRINTF(2, 3);
+
+static void report(struct connector *c, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(c->st.phase, sizeof(c->st.phase), fmt, ap);
+    va_end(ap);
+    notify_status(c->st.phase);
+    status_flush(c);
+}
+
+static void report_error(struct connector *c, const char *what)
+{
+    /* truncation is fine: the start of the message says what failed */
+    snprintf(c->st.last_error, sizeof(c->st.last_error), "%.*s",
+             (int)sizeof(c->st.last_error) - 1, what);
+}
+
+/* Called from every wait: the status file's heartbeat and the systemd watchdog. */
+static void heartbeat(struct connector *c)
+{
+    int64_t now = mono_ms();
+    notify_watchdog(now);
+    if (now - c->status_written >= STATUS_HEARTBEAT_S * MS_PER_S)
+        status_flush(c);
+}
+
+/* "Idle; last run ...; next run in ..." */
+static void report_idle(struct connector *c)
+{
+    int64_t last, now = wall_s();
+    if (!state_last_run(c->state, &last)) {
+        report(c, "Idle; never run");
+        return;
+    }
+    char when[32], d[32];
+    utc_format(last, 0, when, sizeof(when));
+    fmt_duration((sched_next_run(true, last, now, c->cfg->period_ms) - now) * MS_PER_S, d,
+                 sizeof(d));
+    report(c, "Idle; last run %s UTC; next run in %s", when, d);
 }
 
 /* ---- the platform: ping and state ------------------------------------------------------ */
@@ -252,12 +332,17 @@ static int ping_now(struct connector *c)
     if (rc) {
         c->ping_failures++;
         log_kv(LOG_ERROR, LOG_ATTRS(KV_STR("reason", err.msg)), "Error pinging the API");
+        char what[ERR_MSG_MAX + 32];
+        snprintf(what, sizeof(what), "ping failed: %s", err.msg);
+        report_error(c, what);
+        status_flush(c);
         return rc;
     }
     if (c->ping_failures)
         log_info("API Ping back to normal");
     c->ping_failures = 0;
     c->last_ping_ok = mono_ms();
+    c->last_ping_ok_wall = wall_s();
     adopt_remote_state(c, remote);
     free(remote);
     return 0;
@@ -274,6 +359,7 @@ static int service(struct connector *c)
     c->in_service = true;
     if (c->registered && mono_ms() >= c->next_ping)
         (void)ping_now(c);
+    heartbeat(c);
     c->in_service = false;
     if (stopping() || (c->in_run && c->reset_epoch != c->run_reset_epoch))
         return E_CANCELED;
@@ -380,6 +466,8 @@ static int startup(struct connector *c)
             log_kv(LOG_ERROR, LOG_ATTRS(KV_STR("reason", err.msg), KV_UINT("attempt", attempt + 1)),
                    "OpenCTI API is not reachable at %s; retrying in %s", c->cfg->opencti_url, d);
         c->registered = false;
+        report_error(c, err.msg);
+        report(c, "Waiting for the platform (retry in %s): %.300s", d, err.msg);
         if (sleep_until(c, mono_ms() + delay))
             return E_CANCELED;
     }
@@ -714,6 +802,8 @@ static void run_failed(struct connector *c, const char *why)
     fmt_duration(delay, d, sizeof(d));
     log_kv(LOG_ERROR, LOG_ATTRS(KV_STR("reason", why), KV_UINT("failures", c->run_failures)),
            "The run did not complete; last_run is not advanced and the run is retried in %s", d);
+    report_error(c, why);
+    report(c, "Last run failed (retry in %s): %.300s", d, why);
 }
 
 /* One run. Returns 0 when every dataset was imported. */
@@ -726,6 +816,7 @@ static int run_cycle(struct connector *c, int64_t t0)
     struct err err = {{0}};
     char *work_id = NULL;
     c->in_run = true;
+    report(c, "Running: fetching the datasets");
     c->run_reset_epoch = c->reset_epoch;
     int rc = opencti_work_add(c->api, c->cfg->connector_id, work_name, &work_id, &err);
     if (rc) {
@@ -786,6 +877,8 @@ static int run_cycle(struct connector *c, int64_t t0)
                      stopping() ? "the connector is stopping"
                                 : "the state was reset on the platform during the run");
         } else {
+            report(c, "Running: publishing %s (%zu messages)", dataset_name(ds[i].kind),
+                   ds[i].expected);
             publish(c, &ds[i], work_id);
         }
         if (ds[i].failed && expectations_ok) {
@@ -961,15 +1054,21 @@ int connector_main(struct connector *c)
                                KV_BOOL("run_and_terminate", cfg->run_and_terminate),
                                KV_STR("period", period)),
            "%s %s starting", ODS_NAME, ODS_VERSION);
+    report(c, "Starting");
     if (startup(c)) {
+        notify_stopping();
         log_info("Connector stop");
         return CONNECTOR_EXIT_OK;
     }
+    notify_ready("Registered");
+    report_idle(c);
     if (cfg->run_and_terminate) {
         int rc = check_and_run(c);
         /* a final ping, as pycti's force_ping: liveness and the stored state */
         if (!stopping())
             (void)ping_now(c);
+        notify_stopping();
+        report(c, "Stopped");
         log_info("Connector stop");
         return rc == 0 || (rc == E_CANCELED && stopping()) ? CONNECTOR_EXIT_OK
                                                             : CONNECTOR_EXIT_RUN_FAILED;
@@ -981,13 +1080,20 @@ int connector_main(struct connector *c)
             (void)ping_now(c);
         if (now >= c->next_check) {
             c->next_check = now + cfg->check_interval_ms;
-            (void)check_and_run(c);
+            int rc = check_and_run(c);
+            if (rc == 0)
+                report_idle(c);
             continue; /* a reset during the run asks for an immediate check */
         }
         now = mono_ms();
         int64_t next = c->next_ping < c->next_check ? c->next_ping : c->next_check;
+        if (next - now > STATUS_HEARTBEAT_S * MS_PER_S)
+            next = now + STATUS_HEARTBEAT_S * MS_PER_S;
         wait_ms(next - now);
+        heartbeat(c);
     }
+    notify_stopping();
+    report(c, "Stopping");
     log_info("Connector stop");
     return CONNECTOR_EXIT_OK;
 }

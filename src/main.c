@@ -12,7 +12,9 @@
 #include "env.h"
 #include "fileio.h"
 #include "log.h"
+#include "status.h"
 #include "stix_split.h"
+#include "timeutil.h"
 #include "version.h"
 
 extern char **environ;
@@ -33,12 +35,13 @@ static void usage(FILE *out)
             "       %s check [--env-file FILE]      validate the configuration\n"
             "       %s split [--max-size BYTES] FILE|-\n"
             "                                       print the split bundles of a STIX bundle\n"
+            "       %s health [--env-file FILE]     exit 0 if the running daemon is healthy\n"
             "       %s --version | --help\n"
             "\n"
             "Settings come from the environment (OPENCTI_*, CONNECTOR_*, CONFIG_*, MQ_*);\n"
             "--env-file reads KEY=VALUE lines first, and real environment variables win.\n"
             "See opencti-datasets(8) and the README for every setting.\n",
-            ODS_NAME, ODS_NAME, ODS_NAME, ODS_NAME);
+            ODS_NAME, ODS_NAME, ODS_NAME, ODS_NAME, ODS_NAME);
 }
 
 /* Builds the settings source: env file (if any) under the real environment. Reports
@@ -162,6 +165,22 @@ out:
     return status;
 }
 
+/* The health command (docker HEALTHCHECK): reads the running daemon's status file. */
+static int cmd_health(const struct env *env)
+{
+    char *path = config_status_path(env);
+    if (!path) {
+        fprintf(stderr, "%s: health: no status file (set CONNECTOR_STATUS_FILE for the "
+                        "daemon and for this command)\n", ODS_NAME);
+        return 1;
+    }
+    char why[700];
+    int rc = status_check(path, wall_s(), why, sizeof(why));
+    printf("%s\n", why);
+    free(path);
+    return rc == 0 ? 0 : 1;
+}
+
 static int parse_size(const char *s, size_t *ret)
 {
     char *end;
@@ -191,7 +210,7 @@ int main(int argc, char **argv)
             }
             env_file = argv[i];
         } else if (!cmd && (strcmp(argv[i], "run") == 0 || strcmp(argv[i], "check") == 0 ||
-                            strcmp(argv[i], "split") == 0)) {
+                            strcmp(argv[i], "split") == 0 || strcmp(argv[i], "health") == 0)) {
             cmd = argv[i];
         } else if (cmd && strcmp(cmd, "split") == 0 && strcmp(argv[i], "--max-size") == 0) {
             if (++i == argc || parse_size(argv[i], &split_max)) {
@@ -222,6 +241,10 @@ int main(int argc, char **argv)
     int rc = load_env(&env, env_file);
     if (rc)
         goto out_env;
+    if (strcmp(cmd, "health") == 0) {
+        rc = cmd_health(&env);
+        goto out_env;
+    }
     bool check = strcmp(cmd, "check") == 0;
     rc = load_config(&cfg, &env, !check);
     env_release(&env); /* nothing reads the environment after this */
