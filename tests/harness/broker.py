@@ -16,6 +16,7 @@ import shutil
 import signal
 import socket
 import subprocess
+import sys
 import tempfile
 import time
 
@@ -169,18 +170,47 @@ class Broker:
         except OSError:
             return ""
 
+    def _node_pids(self):
+        """Pids of this node's processes. The Debian wrapper runs the node through `su`,
+        which starts a new session, so beam and its helpers are outside our process group;
+        they are recognised by the RABBITMQ_NODENAME (unique per node) in their environment."""
+        marker = ("RABBITMQ_NODENAME=%s" % self.node).encode()
+        pids = []
+        for entry in os.listdir("/proc"):
+            if not entry.isdigit() or int(entry) == os.getpid():
+                continue
+            try:
+                with open("/proc/%s/environ" % entry, "rb") as f:
+                    if marker in f.read().split(b"\0"):
+                        pids.append(int(entry))
+            except OSError:
+                continue
+        return pids
+
     def _signal_group(self, sig):
         if self.proc and self.proc.poll() is None:
             try:
                 os.killpg(self.proc.pid, sig)
             except ProcessLookupError:
                 pass
+        for pid in self._node_pids():
+            try:
+                os.kill(pid, sig)
+            except ProcessLookupError:
+                pass
+
+    def _wait_node_gone(self, timeout):
+        deadline = time.monotonic() + timeout
+        while self._node_pids() and time.monotonic() < deadline:
+            time.sleep(0.1)
+        return not self._node_pids()
 
     def kill(self):
         """Simulates a crash: SIGKILL to the whole node; data stays for start()."""
         self._signal_group(signal.SIGKILL)
         if self.proc:
             self.proc.wait(timeout=30)
+        self._wait_node_gone(30)
         # beam may have children outside the wait; make sure the port is closed
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
@@ -193,13 +223,18 @@ class Broker:
 
     def stop(self):
         """Stops the node and removes its directory."""
-        if self.proc and self.proc.poll() is None:
+        if (self.proc and self.proc.poll() is None) or self._node_pids():
             self._signal_group(signal.SIGTERM)
             try:
-                self.proc.wait(timeout=20)
+                if self.proc:
+                    self.proc.wait(timeout=20)
             except subprocess.TimeoutExpired:
+                pass
+            if not self._wait_node_gone(20):
                 self._signal_group(signal.SIGKILL)
-                self.proc.wait(timeout=20)
+                if self.proc:
+                    self.proc.wait(timeout=20)
+                self._wait_node_gone(20)
         self.proc = None
         shutil.rmtree(self.dir, ignore_errors=True)
 
@@ -230,3 +265,51 @@ class Broker:
 
     def memory_alarm(self, on):
         self.ctl("set_vm_memory_high_watermark", "0" if on else "0.4")
+
+
+# -- a broker for a whole test suite ---------------------------------------------------------
+# scripts/test starts one node before ctest and stops it afterwards:
+#   python3 tests/harness/broker.py start STATE_FILE   (prints the AMQP port)
+#   python3 tests/harness/broker.py stop STATE_FILE
+# Tests find it through ODS_TEST_BROKER_STATE (Broker.attach).
+
+def _state(b):
+    return {"port": b.port, "dist_port": b.dist_port, "tls_port": b.tls_port, "node": b.node,
+            "dir": b.dir, "pid": b.proc.pid if b.proc else None}
+
+
+def attach(state_file):
+    """A Broker object for a node another process started (ctl() and queue_depths() work;
+    do not kill or stop it)."""
+    import json
+    with open(state_file) as f:
+        st = json.load(f)
+    b = Broker.__new__(Broker)
+    b.tls = st["tls_port"] is not None
+    b.verify_peer = False
+    b.max_message_size = None
+    b.port, b.dist_port, b.tls_port = st["port"], st["dist_port"], st["tls_port"]
+    b.node, b.dir, b.pki = st["node"], st["dir"], None
+    b.proc = None
+    b.shared = True
+    return b
+
+
+def _main(argv):
+    import json
+    if len(argv) != 3 or argv[1] not in ("start", "stop"):
+        print("usage: broker.py start|stop STATE_FILE", file=sys.stderr)
+        return 64
+    if argv[1] == "start":
+        b = Broker().start()
+        with open(argv[2], "w") as f:
+            json.dump(_state(b), f)
+        print(b.port)
+        return 0
+    attach(argv[2]).stop()  # finds the node's processes by name, then removes its directory
+    os.unlink(argv[2])
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(_main(sys.argv))
