@@ -94,12 +94,17 @@ _private_broker = None
 def shared_broker():
     """The broker for this test process.
 
-    With ODS_TEST_AMQP_PORT set (the test script started one node for the whole suite),
+    With ODS_TEST_BROKER_STATE set (scripts/test started one node for the whole suite with
+    `broker.py start STATE_FILE`), returns that node. With ODS_TEST_AMQP_PORT set,
     returns an ExternalBroker for it: do not kill or stop it, and use connector ids of your
     own so tests do not see each other's queues. Otherwise starts a private Broker once per
     process and stops it at exit. Tests that kill or restart the broker must start their own
     Broker instead."""
     global _private_broker
+    state = os.environ.get("ODS_TEST_BROKER_STATE")
+    if state and os.path.exists(state):
+        from harness import broker as broker_mod
+        return broker_mod.attach(state)  # ctl() works; never stop or kill it
     port = os.environ.get("ODS_TEST_AMQP_PORT")
     if port:
         return ExternalBroker(int(port), os.environ.get("ODS_TEST_AMQP_NODE"))
