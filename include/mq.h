@@ -12,6 +12,21 @@
  * message published but not yet confirmed is published again after reconnecting
  * (at-least-once: the platform upserts by STIX id, so a duplicate is harmless, a loss is
  * not). Nothing is ever declared: the platform owns the topology.
+ *
+ * Returned messages: a basic.return carries the body but no delivery tag, so the publisher
+ * recognises the message by its body (length plus a 64-bit FNV-1a digest) among the
+ * messages still unconfirmed. No body format is assumed; byte-identical bodies are
+ * interchangeable. Should a returned body match nothing (it cannot, with a RabbitMQ that
+ * keeps its ordering promise), every unconfirmed message is treated as returned and
+ * published again, so nothing is ever counted as sent on an ack that followed a return.
+ *
+ * Heartbeats: rabbitmq-c has no thread of its own and services heartbeats only inside its
+ * calls, so the publisher never blocks longer than a short slice outside the library and
+ * keeps reading frames while it waits (window full, blocked broker, draining). One
+ * connection attempt (DNS, TCP connect, TLS handshake, login, channel and confirm.select)
+ * is a single blocking step bounded by connect_timeout_ms; the service hook is not called
+ * inside it, so keep that timeout short. So is the orderly close at the end (channel, then
+ * connection), bounded by one second each.
  */
 #ifndef ODS_MQ_H
 #define ODS_MQ_H
@@ -23,6 +38,10 @@
 #include "buf.h"
 #include "err.h"
 
+/* TLS 1.2 or newer. With verify, rabbitmq-c 0.11 checks the host name against the DNS
+ * names of the certificate only (subjectAltName DNS entries, then the CN), never an IP
+ * address entry: use a host name the certificate carries. Without ca the system bundle is
+ * loaded (rabbitmq-c itself loads none). */
 struct mq_tls {
     bool enabled;
     bool verify;            /* verify the broker's certificate chain and host name */
@@ -30,6 +49,9 @@ struct mq_tls {
     const char *cert;       /* client certificate: path or inline PEM; NULL: none */
     const char *key;        /* client private key: path or inline PEM; NULL: none */
     const char *passphrase; /* passphrase of an encrypted key; NULL: none */
+    const char *tmp_dir;    /* where inline PEM is written for loading (a private 0600 file,
+                               unlinked right after loading): the caller passes $TMPDIR;
+                               NULL: /tmp */
 };
 
 struct mq_params {
@@ -109,18 +131,31 @@ struct mq_stats {
     size_t nacked;
     size_t reconnects;
     uint64_t bytes_confirmed; /* body bytes of confirmed messages */
+    /* The broker's own limit, when it refused a message this call (pass it as
+     * max_message_size next time); 0: not learned. */
+    size_t learned_max_message_size;
 };
 
 /*
  * Publishes every message of src to p->exchange with p->routing_key, delivery mode 2
  * (persistent), content encoding "utf-8", mandatory. status must have src->count entries,
- * all MQ_MSG_PENDING; it is updated as outcomes arrive (borrowed, caller-owned).
+ * all MQ_MSG_PENDING (E_INVAL otherwise); it is updated as outcomes arrive (borrowed,
+ * caller-owned). A series of 0 messages returns 0 without connecting.
  *
  * Returns 0 when every message was confirmed; E_MQ_PARTIAL when the others were
  * confirmed but some failed individually; E_MQ_GIVE_UP when no message was confirmed for
  * give_up_ms (connect failures, a lost broker, a long alarm), leaving the rest pending;
- * E_CANCELED when the service hook asked to stop; E_INVAL for bad parameters. err gets one
- * sentence saying what went wrong. ret_stats (may be NULL) is filled in every case.
+ * E_CANCELED when the service hook asked to stop; E_INVAL for bad parameters. Errors that
+ * waiting cannot cure end the call at once, the rest pending: E_MQ_CONNECT when the broker
+ * refused the login or the virtual host, E_TLS when the broker's certificate failed
+ * verification or the local TLS material (CA, certificate, key, passphrase) cannot be
+ * loaded, E_NOMEM. err gets one sentence saying what went wrong, never a password or
+ * passphrase. ret_stats (may be NULL) is filled in every case.
+ *
+ * Retries are bounded: a message returned MQ_MAX_RETURNS (5) times or nacked MQ_MAX_NACKS
+ * (5) times fails alone; republishing after a lost connection is bounded by give_up_ms.
+ * A body larger than max_message_size (or than the broker's limit, once learned from a
+ * PRECONDITION_FAILED channel close) fails alone without being sent.
  */
 int mq_publish(const struct mq_params *p, const struct mq_source *src,
                const struct mq_hooks *hooks, uint8_t *status, struct mq_stats *ret_stats,
