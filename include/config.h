@@ -92,6 +92,7 @@ struct config {
     char *http_proxy;
     char *no_proxy;
     char *ca_bundle; /* SSL_CERT_FILE, CURL_CA_BUNDLE or REQUESTS_CA_BUNDLE */
+    char *tmp_dir;   /* TMPDIR, or NULL (inline PEM for the broker is written there briefly) */
 };
 
 enum diag_severity { DIAG_ERROR, DIAG_WARNING };

@@ -30,7 +30,7 @@
 #define DEFAULT_MQ_MAX_MESSAGE (16ULL * 1024 * 1024)
 #define MAX_MQ_MAX_MESSAGE (512ULL * 1024 * 1024)
 #define DEFAULT_MQ_GIVE_UP_MS (5 * MS_PER_MIN)
-#define DEFAULT_MQ_CONNECT_TIMEOUT_MS (30 * MS_PER_S)
+#define DEFAULT_MQ_CONNECT_TIMEOUT_MS (10 * MS_PER_S)
 
 static const char *const dataset_names[DATASET_COUNT] = {"sectors", "geography", "companies"};
 static const char *const dataset_vars[DATASET_COUNT] = {
@@ -533,6 +533,8 @@ static int load_http_env(struct config *cfg, const struct env *env, struct diag 
         rc |= dup_to(&cfg->http_proxy, v);
     if ((v = get(env, "NO_PROXY")) || (v = get(env, "no_proxy")))
         rc |= dup_to(&cfg->no_proxy, v);
+    if ((v = get(env, "TMPDIR")))
+        rc |= dup_to(&cfg->tmp_dir, v);
     static const char *const ca_vars[] = {"SSL_CERT_FILE", "CURL_CA_BUNDLE", "REQUESTS_CA_BUNDLE"};
     for (size_t i = 0; i < 3 && !cfg->ca_bundle; i++) {
         if (!(v = get(env, ca_vars[i])))
@@ -670,7 +672,7 @@ int config_load(struct config *cfg, const struct env *env, struct diag *d)
                                        MS_PER_S, 24 * MS_PER_H);
     cfg->mq_connect_timeout_ms = read_duration(env, d, "MQ_CONNECT_TIMEOUT",
                                                DEFAULT_MQ_CONNECT_TIMEOUT_MS, MS_PER_S,
-                                               10 * MS_PER_MIN);
+                                               2 * MS_PER_MIN);
 
     if ((rc = load_http_env(cfg, env, d)))
         return rc;
@@ -711,6 +713,7 @@ void config_release(struct config *cfg)
     free(cfg->http_proxy);
     free(cfg->no_proxy);
     free(cfg->ca_bundle);
+    free(cfg->tmp_dir);
     memset(cfg, 0, sizeof(*cfg));
 }
 

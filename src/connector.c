@@ -107,6 +107,7 @@ struct connector {
     uint64_t run_reset_epoch; /* reset_epoch when the current run started */
     uint32_t rng;
     size_t returned_logged;
+    size_t broker_max_message; /* the broker's own limit once learned, else 0 */
     /* health reporting */
     struct status st;
     int64_t last_ping_ok_wall;
@@ -626,6 +627,7 @@ static void mq_params_for(const struct connector *c, struct mq_params *p, char *
     p->tls.cert = cfg->mq_ssl_cert;
     p->tls.key = cfg->mq_ssl_key;
     p->tls.passphrase = cfg->mq_ssl_passphrase;
+    p->tls.tmp_dir = cfg->tmp_dir;
     p->exchange = c->reg.push_exchange;
     p->routing_key = c->reg.push_routing;
     snprintf(name, cap, "%s %s (%s)", ODS_NAME, ODS_VERSION, cfg->connector_name);
@@ -633,6 +635,8 @@ static void mq_params_for(const struct connector *c, struct mq_params *p, char *
     p->heartbeat_s = cfg->mq_heartbeat_s;
     p->window = cfg->mq_window;
     p->max_message_size = cfg->mq_max_message_size;
+    if (c->broker_max_message && c->broker_max_message < p->max_message_size)
+        p->max_message_size = c->broker_max_message;
     p->connect_timeout_ms = cfg->mq_connect_timeout_ms;
     p->give_up_ms = cfg->mq_give_up_ms;
     p->backoff_initial_ms = MQ_BACKOFF_INITIAL_MS;
@@ -719,6 +723,8 @@ static void publish(struct connector *c, struct dataset *ds, const char *work_id
     log_kv(LOG_INFO, LOG_ATTRS(KV_STR("dataset", name), KV_UINT("messages", ds->expected)),
            "%s sending bundle to queue", c->cfg->connector_name);
     rc = mq_publish(&p, &src, &hooks, status, &st, &err);
+    if (st.learned_max_message_size)
+        c->broker_max_message = st.learned_max_message_size;
     ds->confirmed = st.confirmed;
     ds->publish_ms = mono_ms() - t;
     if (rc) {
