@@ -25,7 +25,7 @@ int main(int argc, char **argv)
         fprintf(stderr, "usage: %s FILE [REPEAT]\n", argv[0]);
         return 64;
     }
-    int repeat = argc > 2 ? atoi(argv[2]) : 1;
+    int repeat = argc > 2 ? (int)strtol(argv[2], NULL, 10) : 1;
     struct buf in;
     struct err e;
     buf_init(&in, SPLIT_MAX_INPUT);

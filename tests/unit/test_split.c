@@ -315,7 +315,7 @@ static void test_bad_input(void)
     /* nesting deeper than the limit */
     size_t depth = 1100;
     char *deep = malloc(depth * 2 + 64);
-    size_t n = (size_t)sprintf(deep, "{\"objects\":[],\"x\":");
+    size_t n = (size_t)snprintf(deep, depth * 2 + 64, "{\"objects\":[],\"x\":");
     for (size_t i = 0; i < depth; i++)
         deep[n++] = '[';
     for (size_t i = 0; i < depth; i++)
