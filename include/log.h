@@ -47,7 +47,7 @@ struct log_kv {
 void log_setup(enum log_level min, bool json, const char *name);
 /* Redirects output (tests). NULL restores stderr. */
 void log_set_stream(FILE *f);
-/* Registers a secret to redact (copied; empty strings are ignored). */
+/* Registers a secret to redact (copied; strings shorter than 3 bytes are ignored). */
 void log_add_secret(const char *secret);
 /* Forgets every registered secret. */
 void log_clear_secrets(void);

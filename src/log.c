@@ -47,7 +47,8 @@ void log_set_stream(FILE *f)
 
 void log_add_secret(const char *secret)
 {
-    if (!secret || !*secret || L.nsecrets == LOG_MAX_SECRETS)
+    /* one or two characters would garble every line; such a "secret" protects nothing */
+    if (!secret || strlen(secret) < 3 || L.nsecrets == LOG_MAX_SECRETS)
         return;
     for (size_t i = 0; i < L.nsecrets; i++)
         if (strcmp(L.secrets[i], secret) == 0)

@@ -94,8 +94,24 @@ static int load_config(struct config *cfg, const struct env *env, bool as_log)
     return 0;
 }
 
+/* Overwrites the values of secret variables in this process's own environment block,
+ * once they are loaded: /proc/<pid>/environ (what `ps e` shows) reads that block. */
+static void scrub_environment(void)
+{
+    static const char *const secret_vars[] = {"OPENCTI_TOKEN=", "MQ_PASS=",
+                                              "MQ_USE_SSL_PASSPHRASE=", "MQ_USE_SSL_KEY="};
+    for (char **e = environ; e && *e; e++) {
+        for (size_t i = 0; i < sizeof(secret_vars) / sizeof(secret_vars[0]); i++) {
+            size_t n = strlen(secret_vars[i]);
+            if (strncmp(*e, secret_vars[i], n) == 0)
+                memset(*e + n, '*', strlen(*e + n));
+        }
+    }
+}
+
 static int cmd_run(const struct config *cfg)
 {
+    scrub_environment();
     if (sig_setup() || http_global_init()) {
         log_error("cannot set up signals or libcurl");
         return EXIT_SOFTWARE;
