@@ -60,26 +60,41 @@ cJSON *state_with_last_run(const cJSON *base, int64_t t)
     return s;
 }
 
+/* Decodes one UTF-8 sequence at p (NUL-terminated); *ret_len gets its length. Invalid
+ * or truncated sequences (cJSON does not check) decode as one U+FFFD per byte. */
+static unsigned utf8_next(const unsigned char *p, size_t *ret_len)
+{
+    unsigned c = p[0];
+    size_t len = c < 0x80 ? 1 : c >= 0xC2 && c <= 0xDF ? 2 : c >= 0xE0 && c <= 0xEF ? 3
+                                                        : c >= 0xF0 && c <= 0xF4 ? 4 : 0;
+    if (len == 1) {
+        *ret_len = 1;
+        return c;
+    }
+    *ret_len = 1;
+    if (len == 0)
+        return 0xFFFD;
+    unsigned cp = c & (0x7F >> len);
+    for (size_t k = 1; k < len; k++) {
+        if ((p[k] & 0xC0) != 0x80) /* also stops at the terminator */
+            return 0xFFFD;
+        cp = cp << 6 | (p[k] & 0x3F);
+    }
+    static const unsigned min[] = {0, 0, 0x80, 0x800, 0x10000};
+    if (cp < min[len] || cp > 0x10FFFF || (cp >= 0xD800 && cp <= 0xDFFF))
+        return 0xFFFD;
+    *ret_len = len;
+    return cp;
+}
+
 /* JSON string, ASCII only, as Python's json.dumps (ensure_ascii) writes it. */
 static int py_string(struct buf *b, const char *s)
 {
     static const char hex[] = "0123456789abcdef";
     int rc = buf_addc(b, '"');
     for (const unsigned char *p = (const unsigned char *)s; *p && !rc;) {
-        unsigned cp = *p;
-        size_t len = 1;
-        if (cp >= 0x80) { /* decode UTF-8 (cJSON produced valid text) */
-            if ((cp & 0xE0) == 0xC0) {
-                cp = (cp & 0x1F) << 6 | (p[1] & 0x3F);
-                len = 2;
-            } else if ((cp & 0xF0) == 0xE0) {
-                cp = (cp & 0x0F) << 12 | (p[1] & 0x3F) << 6 | (p[2] & 0x3F);
-                len = 3;
-            } else {
-                cp = (cp & 0x07) << 18 | (p[1] & 0x3F) << 12 | (p[2] & 0x3F) << 6 | (p[3] & 0x3F);
-                len = 4;
-            }
-        }
+        size_t len;
+        unsigned cp = utf8_next(p, &len);
         p += len;
         char u[16];
         switch (cp) {
@@ -95,7 +110,8 @@ static int py_string(struct buf *b, const char *s)
         if (cp >= 0x20 && cp < 0x7f) {
             rc = buf_addc(b, (char)cp);
         } else if (cp < 0x10000) {
-            u[0] = '\\'; u[1] = 'u';
+            u[0] = '\\';
+            u[1] = 'u';
             for (int k = 0; k < 4; k++)
                 u[2 + k] = hex[(cp >> (12 - 4 * k)) & 15];
             rc = buf_add(b, u, 6);
