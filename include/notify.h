@@ -14,9 +14,7 @@ void notify_ready(const char *status);
 void notify_status(const char *status);
 /* STOPPING=1. */
 void notify_stopping(void);
-/* WATCHDOG=1, at most every half watchdog period; a no-op without WATCHDOG_USEC. */
+/* WATCHDOG=1 (at most once a second); a no-op without WATCHDOG_USEC. */
 void notify_watchdog(int64_t now_ms);
-/* Whether notifications go anywhere (for the start-up log). */
-bool notify_enabled(void);
 
 #endif

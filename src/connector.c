@@ -25,6 +25,9 @@
 #include "connector.h"
 
 #include <errno.h>
+#ifdef __GLIBC__
+#include <malloc.h>
+#endif
 #include <stdarg.h>
 #include <poll.h>
 #include <stdio.h>
@@ -225,10 +228,16 @@ static void heartbeat(struct connector *c)
         status_flush(c);
 }
 
-/* "Idle; last run ...; next run in ..." */
+/* "Idle; last run ...; next run in ..." (or the failed run's pending retry) */
 static void report_idle(struct connector *c)
 {
     int64_t last, now = wall_s();
+    if (c->retry_not_before && mono_ms() < c->retry_not_before) {
+        char d[32];
+        fmt_duration(c->retry_not_before - mono_ms(), d, sizeof(d));
+        report(c, "Last run failed (retry in %s): %.300s", d, c->st.last_error);
+        return;
+    }
     if (!state_last_run(c->state, &last)) {
         report(c, "Idle; never run");
         return;
@@ -367,9 +376,11 @@ static int service(struct connector *c)
     return 0;
 }
 
+/* During a platform request: keep the status file and the watchdog fed (no requests
+ * from here: the request in flight is the platform's), and abandon it on stop. */
 static int api_tick(void *ctx)
 {
-    (void)ctx;
+    heartbeat(ctx);
     return stopping() ? 1 : 0;
 }
 
@@ -981,6 +992,15 @@ static int check_and_run(struct connector *c)
     return run_cycle(c, wall_s());
 }
 
+/* Hands freed heap back to the system after a run: a large dataset would otherwise keep
+ * its peak resident until the next run. */
+static void release_memory(void)
+{
+#ifdef __GLIBC__
+    malloc_trim(0);
+#endif
+}
+
 /* ---- public ---------------------------------------------------------------------------- */
 
 struct connector *connector_new(const struct config *cfg)
@@ -1086,9 +1106,9 @@ int connector_main(struct connector *c)
             (void)ping_now(c);
         if (now >= c->next_check) {
             c->next_check = now + cfg->check_interval_ms;
-            int rc = check_and_run(c);
-            if (rc == 0)
+            if (check_and_run(c) == 0)
                 report_idle(c);
+            release_memory();
             continue; /* a reset during the run asks for an immediate check */
         }
         now = mono_ms();

@@ -7,15 +7,11 @@
 #ifdef ODS_HAVE_SYSTEMD
 #include <systemd/sd-daemon.h>
 
+#define NOTIFY_WATCHDOG_MIN_MS 1000
+
 static char last_status[512];
 static int64_t watchdog_every_ms = -1; /* -1: not asked yet, 0: disabled */
 static int64_t last_watchdog_ms;
-
-bool notify_enabled(void)
-{
-    /* sd_notify reads NOTIFY_SOCKET itself; sd_booted-free check: try a no-op */
-    return sd_notify(0, "") > 0;
-}
 
 void notify_ready(const char *status)
 {
@@ -33,6 +29,7 @@ void notify_status(const char *status)
 
 void notify_stopping(void)
 {
+    snprintf(last_status, sizeof(last_status), "Stopping");
     sd_notify(0, "STOPPING=1\nSTATUS=Stopping");
 }
 
@@ -42,18 +39,15 @@ void notify_watchdog(int64_t now_ms)
         uint64_t usec = 0;
         watchdog_every_ms = sd_watchdog_enabled(0, &usec) > 0 ? (int64_t)(usec / 2000) : 0;
     }
-    if (watchdog_every_ms <= 0 || now_ms - last_watchdog_ms < watchdog_every_ms)
+    /* fed whenever the loop comes by, at most once a second: the full watchdog period is
+     * then left for the longest pause */
+    if (watchdog_every_ms <= 0 || now_ms - last_watchdog_ms < NOTIFY_WATCHDOG_MIN_MS)
         return;
     last_watchdog_ms = now_ms;
     sd_notify(0, "WATCHDOG=1");
 }
 
 #else
-
-bool notify_enabled(void)
-{
-    return false;
-}
 
 void notify_ready(const char *status)
 {
