@@ -717,6 +717,15 @@ void config_release(struct config *cfg)
     memset(cfg, 0, sizeof(*cfg));
 }
 
+static bool contains_nocase(const char *hay, const char *needle)
+{
+    size_t n = strlen(needle);
+    for (; *hay; hay++)
+        if (strncasecmp(hay, needle, n) == 0)
+            return true;
+    return false;
+}
+
 /* Registers the password part of a proxy URL ("scheme://user:pass@host"). */
 static void register_proxy_secret(const char *url)
 {
@@ -744,9 +753,18 @@ void config_register_secrets(const struct config *cfg)
     log_add_secret(cfg->mq_ssl_passphrase);
     if (cfg->mq_ssl_key && is_pem(cfg->mq_ssl_key))
         log_add_secret(cfg->mq_ssl_key);
-    for (size_t i = 0; i < cfg->n_custom_headers; i++)
-        if (strlen(cfg->custom_headers[i].value) >= 4)
-            log_add_secret(cfg->custom_headers[i].value);
+    /* header values that look like credentials; redacting every value would garble the
+     * log (a header "X-Tenant: OpenCTI" would hide the word everywhere) */
+    static const char *const credential_words[] = {"auth", "token", "key", "secret", "pass",
+                                                   "cookie", "session", "credential"};
+    for (size_t i = 0; i < cfg->n_custom_headers; i++) {
+        for (size_t k = 0; k < sizeof(credential_words) / sizeof(credential_words[0]); k++) {
+            if (contains_nocase(cfg->custom_headers[i].name, credential_words[k])) {
+                log_add_secret(cfg->custom_headers[i].value);
+                break;
+            }
+        }
+    }
     register_proxy_secret(cfg->https_proxy);
     register_proxy_secret(cfg->http_proxy);
 }

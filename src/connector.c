@@ -74,6 +74,8 @@ struct dataset {
     struct split_result *split;
     size_t expected;  /* messages */
     size_t confirmed; /* messages the broker acknowledged */
+    uint8_t *status;  /* per message: enum mq_msg_status (NULL until published) */
+    bool broker_unreachable; /* gave up: nothing could be confirmed */
     bool failed;
     char error[2 * ERR_MSG_MAX];
     int64_t fetch_ms, publish_ms;
@@ -106,7 +108,9 @@ struct connector {
     int64_t last_ping_ok; /* monotonic ms, 0: never */
     bool in_service;
     bool in_run;
+    bool finishing; /* stopping, but the run's last reports may still be sent */
     bool registered;
+    bool need_register; /* the platform no longer knows us: register again */
     uint64_t run_reset_epoch; /* reset_epoch when the current run started */
     uint32_t rng;
     size_t returned_logged;
@@ -290,13 +294,17 @@ static void set_state(struct connector *c, cJSON *s)
 static void adopt_remote_state(struct connector *c, const char *remote_text)
 {
     cJSON *remote = NULL;
+    /* We always send at least "null", so the platform answers an empty string only when
+     * the ping consumed a reset: that is a reset even when we hold no state (a first run
+     * in progress must start again, its queue was purged). */
+    bool reset_flag = remote_text && remote_text[0] == '\0';
     enum state_parse_result kind = state_parse(remote_text, &remote);
-    if (state_equal(c->state, remote)) {
+    if (!reset_flag && state_equal(c->state, remote)) {
         cJSON_Delete(remote);
         return;
     }
     if (kind != STATE_OBJECT) {
-        if (!c->state)
+        if (!c->state && !reset_flag)
             return;
         if (kind == STATE_INVALID)
             log_warn("The platform holds a connector state that is not a JSON object; it is "
@@ -341,6 +349,10 @@ static int ping_now(struct connector *c)
     c->next_ping = mono_ms() + c->cfg->ping_interval_ms;
     if (rc) {
         c->ping_failures++;
+        if (rc == E_GQL && strstr(err.msg, "No connector found")) {
+            /* deleted on the platform (Connectors screen): register again when idle */
+            c->need_register = true;
+        }
         log_kv(LOG_ERROR, LOG_ATTRS(KV_STR("reason", err.msg)), "Error pinging the API");
         char what[ERR_MSG_MAX + 32];
         snprintf(what, sizeof(what), "ping failed: %s", err.msg);
@@ -380,8 +392,9 @@ static int service(struct connector *c)
  * from here: the request in flight is the platform's), and abandon it on stop. */
 static int api_tick(void *ctx)
 {
-    heartbeat(ctx);
-    return stopping() ? 1 : 0;
+    struct connector *c = ctx;
+    heartbeat(c);
+    return stopping() && !c->finishing ? 1 : 0;
 }
 
 static int fetch_tick(void *ctx)
@@ -483,7 +496,6 @@ static int startup(struct connector *c)
         if (sleep_until(c, mono_ms() + delay))
             return E_CANCELED;
     }
-    log_state(c);
     /* consume a reset made while we were down, before any run */
     (void)ping_now(c);
     return 0;
@@ -705,7 +717,7 @@ static void fetch_and_split(struct connector *c, struct dataset *ds)
            "Dataset %s fetched and split", name);
 }
 
-/* Publishes one dataset's messages. */
+/* Publishes one dataset's messages; ds->status keeps each message's outcome. */
 static void publish(struct connector *c, struct dataset *ds, const char *work_id)
 {
     const char *name = dataset_name(ds->kind);
@@ -715,10 +727,10 @@ static void publish(struct connector *c, struct dataset *ds, const char *work_id
     struct err err = {{0}};
     struct mq_stats st;
     memset(&st, 0, sizeof(st));
-    uint8_t *status = calloc(ds->expected ? ds->expected : 1, 1);
+    ds->status = calloc(ds->expected ? ds->expected : 1, 1);
     int64_t t = mono_ms();
     int rc = envelope_init(&env, c, ds->split, work_id);
-    if (!status || rc) {
+    if (!ds->status || rc) {
         ds->failed = true;
         snprintf(ds->error, sizeof(ds->error), "out of memory preparing the messages");
         goto out;
@@ -733,13 +745,16 @@ static void publish(struct connector *c, struct dataset *ds, const char *work_id
     c->returned_logged = 0;
     log_kv(LOG_INFO, LOG_ATTRS(KV_STR("dataset", name), KV_UINT("messages", ds->expected)),
            "%s sending bundle to queue", c->cfg->connector_name);
-    rc = mq_publish(&p, &src, &hooks, status, &st, &err);
+    rc = mq_publish(&p, &src, &hooks, ds->status, &st, &err);
     if (st.learned_max_message_size)
         c->broker_max_message = st.learned_max_message_size;
     ds->confirmed = st.confirmed;
     ds->publish_ms = mono_ms() - t;
     if (rc) {
         ds->failed = true;
+        /* the broker could not be reached at all: the next datasets would wait as long */
+        ds->broker_unreachable = st.confirmed == 0 && (rc == E_MQ_GIVE_UP ||
+                                                        rc == E_MQ_CONNECT || rc == E_TLS);
         if (rc == E_CANCELED && !stopping())
             snprintf(ds->error, sizeof(ds->error), "interrupted: the state was reset on the "
                      "platform during the run (%zu/%zu messages confirmed)", st.confirmed,
@@ -751,7 +766,7 @@ static void publish(struct connector *c, struct dataset *ds, const char *work_id
             snprintf(ds->error, sizeof(ds->error), "publishing failed: %s (%zu/%zu messages "
                      "confirmed)", err.msg, st.confirmed, ds->expected);
     }
-    log_kv(rc ? LOG_ERROR : LOG_INFO,
+    log_kv(rc == 0 ? LOG_INFO : rc == E_CANCELED ? LOG_WARN : LOG_ERROR,
            LOG_ATTRS(KV_STR("dataset", name), KV_UINT("objects", split_objects(ds->split)),
                      KV_UINT("confirmed", st.confirmed), KV_UINT("expected", ds->expected),
                      KV_UINT("failed", st.failed), KV_UINT("republished", st.republished),
@@ -761,28 +776,44 @@ static void publish(struct connector *c, struct dataset *ds, const char *work_id
            rc ? ": " : "", rc ? ds->error : "");
 out:
     envelope_release(&env);
-    free(status);
 }
 
-/* Tells the work about expectations that will never be processed, so it completes. */
+/*
+ * Tells the work about the messages that will never be processed (never published, or
+ * published without a confirm), one failed expectation each with the object's id as the
+ * source, so that the work completes instead of staying "in progress". Bounded by
+ * deadline; pings go on in between.
+ */
 static void report_unsent(struct connector *c, const char *work_id, struct dataset *ds,
-                          size_t n, int64_t deadline)
+                          int64_t deadline)
 {
     char reason[3 * ERR_MSG_MAX];
     snprintf(reason, sizeof(reason), "%s: not imported: %s", dataset_name(ds->kind), ds->error);
-    size_t done = 0;
-    for (; done < n && mono_ms() < deadline; done++) {
+    size_t left = 0, done = 0;
+    for (size_t i = 0; i < ds->expected; i++)
+        left += !ds->status || ds->status[i] != MQ_MSG_CONFIRMED;
+    for (size_t i = 0; i < ds->expected && done < left; i++) {
+        if (ds->status && ds->status[i] == MQ_MSG_CONFIRMED)
+            continue;
+        if (mono_ms() >= deadline)
+            break;
+        if (done % 32 == 0)
+            (void)service(c); /* keeps pinging; the outcome is checked by the caller */
+        size_t len;
+        const char *id = split_object_id(ds->split, i, &len);
+        char source[256];
+        snprintf(source, sizeof(source), "%.*s", (int)(len < 200 ? len : 200), id);
         struct err err = {{0}};
-        if (opencti_work_report_expectation(c->api, work_id, reason, dataset_name(ds->kind),
-                                            &err)) {
+        if (opencti_work_report_expectation(c->api, work_id, reason, source, &err)) {
             log_kv(LOG_ERROR, LOG_ATTRS(KV_STR("reason", err.msg)),
                    "Cannot report unsent messages to the work");
             break;
         }
+        done++;
     }
-    if (done < n)
+    if (done < left)
         log_kv(LOG_WARN, LOG_ATTRS(KV_STR("dataset", dataset_name(ds->kind)),
-                                   KV_UINT("unreported", n - done)),
+                                   KV_UINT("unreported", left - done)),
                "Some unsent messages could not be reported; the work may stay in progress");
 }
 
@@ -790,6 +821,8 @@ static void dataset_release(struct dataset *ds)
 {
     split_free(ds->split);
     ds->split = NULL;
+    free(ds->status);
+    ds->status = NULL;
     buf_release(&ds->body);
 }
 
@@ -809,18 +842,36 @@ static void failure_summary(const struct dataset *ds, size_t n, char *out, size_
     }
 }
 
-/* Marks the run failed and schedules its retry. */
+/* Marks the run failed and schedules its retry: CONFIG_RETRY_INTERVAL, doubling with each
+ * failure in a row, never later than the period. */
 static void run_failed(struct connector *c, const char *why)
 {
     c->run_failures++;
-    int64_t delay = sched_retry_delay_ms(c->cfg->retry_interval_ms, c->cfg->period_ms);
+    int64_t delay = c->cfg->retry_interval_ms;
+    for (unsigned i = 1; i < c->run_failures && delay < c->cfg->period_ms; i++)
+        delay *= 2;
+    delay = sched_retry_delay_ms(delay, c->cfg->period_ms);
     c->retry_not_before = mono_ms() + delay;
     char d[32];
     fmt_duration(delay, d, sizeof(d));
-    log_kv(LOG_ERROR, LOG_ATTRS(KV_STR("reason", why), KV_UINT("failures", c->run_failures)),
-           "The run did not complete; last_run is not advanced and the run is retried in %s", d);
+    if (c->cfg->run_and_terminate)
+        log_kv(LOG_ERROR, LOG_ATTRS(KV_STR("reason", why)),
+               "The run did not complete; last_run is not advanced");
+    else
+        log_kv(LOG_ERROR, LOG_ATTRS(KV_STR("reason", why), KV_UINT("failures", c->run_failures)),
+               "The run did not complete; last_run is not advanced and the run is retried in %s",
+               d);
     report_error(c, why);
     report(c, "Last run failed (retry in %s): %.300s", d, why);
+}
+
+/* Why nothing more can be published in this run, or NULL. */
+static const char *run_interrupted(struct connector *c)
+{
+    if (service(c) == 0)
+        return NULL;
+    return stopping() ? "the connector is stopping"
+                      : "the state was reset on the platform during the run";
 }
 
 /* One run. Returns 0 when every dataset was imported. */
@@ -833,14 +884,15 @@ static int run_cycle(struct connector *c, int64_t t0)
     struct err err = {{0}};
     char *work_id = NULL;
     c->in_run = true;
-    report(c, "Running: fetching the datasets");
     c->run_reset_epoch = c->reset_epoch;
+    report(c, "Running: fetching the datasets");
     int rc = opencti_work_add(c->api, c->cfg->connector_id, work_name, &work_id, &err);
     if (rc) {
         c->in_run = false;
         char why[ERR_MSG_MAX + 64];
         snprintf(why, sizeof(why), "cannot create the work: %s", err.msg);
-        run_failed(c, why);
+        if (!stopping())
+            run_failed(c, why);
         return rc;
     }
 
@@ -855,59 +907,82 @@ static int run_cycle(struct connector *c, int64_t t0)
         buf_init(&ds[nds].body, 0);
         nds++;
     }
+
+    /* 1. fetch and split everything */
     size_t total = 0;
     for (size_t i = 0; i < nds; i++) {
-        if (service(c) == 0)
+        const char *why = run_interrupted(c);
+        if (why) {
+            ds[i].failed = true;
+            snprintf(ds[i].error, sizeof(ds[i].error), "not fetched: %s", why);
+        } else {
             fetch_and_split(c, &ds[i]);
-        if (ds[i].failed && ds[i].error[0] == '\0')
-            snprintf(ds[i].error, sizeof(ds[i].error), "interrupted");
+            if (ds[i].failed && (why = run_interrupted(c)))
+                snprintf(ds[i].error, sizeof(ds[i].error), "interrupted: %s", why);
+        }
         if (ds[i].failed) {
-            log_kv(LOG_ERROR, LOG_ATTRS(KV_STR("dataset", dataset_name(ds[i].kind)),
-                                        KV_STR("url", ds[i].url), KV_STR("reason", ds[i].error)),
+            log_kv(why ? LOG_WARN : LOG_ERROR,
+                   LOG_ATTRS(KV_STR("dataset", dataset_name(ds[i].kind)), KV_STR("url", ds[i].url),
+                             KV_STR("reason", ds[i].error)),
                    "Dataset %s cannot be imported", dataset_name(ds[i].kind));
             dataset_release(&ds[i]);
         }
         total += ds[i].failed ? 0 : ds[i].expected;
     }
 
-    bool expectations_ok = true;
-    if (total > 0 && service(c) == 0) {
-        for (int a = 0; a < ADD_EXPECTATIONS_ATTEMPTS; a++) {
-            if ((rc = opencti_work_add_expectations(c->api, work_id, (int64_t)total, &err)) == 0)
+    /* 2. the whole run's expectations, once: the work cannot complete between datasets */
+    bool added = false;
+    if (total > 0 && !run_interrupted(c)) {
+        for (int a = 0; a < ADD_EXPECTATIONS_ATTEMPTS && !added; a++) {
+            if ((rc = opencti_work_add_expectations(c->api, work_id, (int64_t)total, &err)) == 0) {
+                added = true;
                 break;
+            }
             log_kv(LOG_WARN, LOG_ATTRS(KV_STR("reason", err.msg)), "Cannot add expectations");
             if (sleep_until(c, mono_ms() + MS_PER_S * (a + 1)))
                 break;
         }
-        expectations_ok = rc == 0;
     }
+
+    /* 3. publish, and account for what could not be confirmed */
+    bool broker_down = false;
     for (size_t i = 0; i < nds; i++) {
         if (ds[i].failed)
             continue;
-        if (!expectations_ok) {
+        const char *why = run_interrupted(c);
+        if (why) {
+            ds[i].failed = true;
+            snprintf(ds[i].error, sizeof(ds[i].error), "not published: %s", why);
+        } else if (!added) {
             ds[i].failed = true;
             snprintf(ds[i].error, sizeof(ds[i].error), "not published: the work's expectations "
                      "could not be added (%s)", err.msg);
-        } else if (service(c) != 0) {
+        } else if (broker_down) {
             ds[i].failed = true;
-            snprintf(ds[i].error, sizeof(ds[i].error), "not published: %s",
-                     stopping() ? "the connector is stopping"
-                                : "the state was reset on the platform during the run");
+            snprintf(ds[i].error, sizeof(ds[i].error), "not published: the message broker was "
+                     "unreachable for the previous dataset");
         } else {
             report(c, "Running: publishing %s (%zu messages)", dataset_name(ds[i].kind),
                    ds[i].expected);
             publish(c, &ds[i], work_id);
+            broker_down = ds[i].broker_unreachable;
         }
-        if (ds[i].failed && expectations_ok) {
+        bool reset = c->reset_epoch != c->run_reset_epoch;
+        /* After a reset the platform purged the queue: this work can never complete,
+         * whatever we report, and the run starts again at once. */
+        if (ds[i].failed && added && !reset) {
             bool quick = stopping();
-            if (quick)
+            if (quick) {
+                c->finishing = true;
                 opencti_set_timeout(c->api, SHUTDOWN_REQUEST_TIMEOUT_MS);
-            report_unsent(c, work_id, &ds[i], ds[i].expected - ds[i].confirmed,
+            }
+            report_unsent(c, work_id, &ds[i],
                           mono_ms() + (quick ? SHUTDOWN_REPORT_BUDGET_MS : REPORT_BUDGET_MS));
         }
         dataset_release(&ds[i]);
     }
 
+    /* 4. close the work */
     bool ok = true;
     for (size_t i = 0; i < nds; i++)
         ok &= !ds[i].failed;
@@ -924,14 +999,18 @@ static int run_cycle(struct connector *c, int64_t t0)
                                                        "the run; the datasets are imported again"
                                                      : why);
     }
-    if (stopping())
+    if (stopping()) {
+        c->finishing = true;
         opencti_set_timeout(c->api, SHUTDOWN_REQUEST_TIMEOUT_MS);
+    }
     if (opencti_work_to_processed(c->api, work_id, message, !(ok && !reset), &err))
         log_kv(LOG_ERROR, LOG_ATTRS(KV_STR("reason", err.msg)),
                "Cannot mark the work as processed");
+    c->finishing = false;
     free(work_id);
     c->in_run = false;
 
+    /* 5. the state */
     if (ok && !reset) {
         cJSON *ns = state_with_last_run(c->state, t0);
         if (!ns)
@@ -966,6 +1045,7 @@ static int run_cycle(struct connector *c, int64_t t0)
 static int check_and_run(struct connector *c)
 {
     int64_t now = wall_s(), last = 0;
+    log_state(c);
     bool has = state_last_run(c->state, &last);
     if (!sched_due(has, last, now, c->cfg->period_ms)) {
         char d[32];
@@ -980,7 +1060,6 @@ static int check_and_run(struct connector *c)
         log_info("The last run failed; retrying in %s", d);
         return 0;
     }
-    log_state(c);
     /* consume a pending reset before the run, so that it cannot swallow the run's state */
     if (ping_now(c)) {
         log_warn("Cannot ping the platform before the run; it is postponed to the next check");
@@ -1101,6 +1180,15 @@ int connector_main(struct connector *c)
     }
     c->next_check = mono_ms();
     while (!stopping()) {
+        if (c->need_register) {
+            c->need_register = false;
+            log_warn("The platform no longer knows this connector (deleted from the "
+                     "Connectors screen?); registering again");
+            c->registered = false;
+            if (startup(c))
+                break;
+            continue;
+        }
         int64_t now = mono_ms();
         if (now >= c->next_ping)
             (void)ping_now(c);

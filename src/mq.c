@@ -308,7 +308,7 @@ static void fail_msg(struct pub *P, size_t idx, const char *fmt, ...)
     P->status[idx] = MQ_MSG_FAILED;
     P->st.failed++;
     if (!P->first_failure[0])
-        textf(P->first_failure, sizeof(P->first_failure), "message %zu: %s", idx, why);
+        textf(P->first_failure, sizeof(P->first_failure), "message %zu: %s", idx + 1, why);
     emit(P, MQ_EV_MSG_FAILED, idx, "%s", why);
 }
 
