@@ -1079,6 +1079,29 @@ static int child_done(struct split_result *r, struct frame *f, uint64_t value)
     return 0;
 }
 
+/* The top frame follows an accepted reference rsid (from a _refs element when in_refs):
+ * pycti appends it to cache_refs[item] and recurses. The child's count is applied now
+ * when the visit is already cached, or when the child frame pushed here finishes. */
+static int follow_ref(struct split_result *r, uint32_t rsid, bool in_refs, int *ret_pushed)
+{
+    struct frame *f = &r->stack[r->depth - 1];
+    int rc = u64set_add(&r->deps, pair(f->item_sid, rsid));
+    if (rc)
+        return rc;
+    uint64_t v;
+    int pushed;
+    if ((rc = enter(r, rsid, rsid, &v, &pushed)))
+        return rc;
+    f = &r->stack[r->depth - 1 - (pushed ? 1 : 0)]; /* the stack may have moved */
+    f->pending = rsid;
+    f->pending_refs = in_refs;
+    if (pushed) {
+        *ret_pushed = 1;
+        return 0;
+    }
+    return child_done(r, f, v);
+}
+
 /* Advances frame f by one step. Sets *ret_pushed when a child frame was pushed. */
 static int step(struct split_result *r, int *ret_pushed)
 {
@@ -1122,21 +1145,8 @@ static int step(struct split_result *r, int *ret_pushed)
             return 0;
         }
         /* deviation: a non-string element is dropped (pycti raises) */
-        if (is_string && accept_ref(r, rsid, f->item_sid)) {
-            if ((rc = u64set_add(&r->deps, pair(f->item_sid, rsid))))
-                return rc;
-            int pushed;
-            if ((rc = enter(r, rsid, rsid, &v, &pushed)))
-                return rc;
-            f = &r->stack[r->depth - 1 - (pushed ? 1 : 0)];
-            f->pending = rsid;
-            f->pending_refs = 1;
-            if (pushed) {
-                *ret_pushed = 1;
-                return 0;
-            }
-            return child_done(r, f, v);
-        }
+        if (is_string && accept_ref(r, rsid, f->item_sid))
+            return follow_ref(r, rsid, true, ret_pushed);
         m->state = MS_LIST;
         m->aux = f->to_keep;
         return 0;
@@ -1177,19 +1187,7 @@ static int step(struct split_result *r, int *ret_pushed)
             m->state = MS_NULL;
             return 0;
         }
-        if ((rc = u64set_add(&r->deps, pair(f->item_sid, rsid))))
-            return rc;
-        int pushed;
-        if ((rc = enter(r, rsid, rsid, &v, &pushed)))
-            return rc;
-        f = &r->stack[r->depth - 1 - (pushed ? 1 : 0)];
-        f->pending = rsid;
-        f->pending_refs = 0;
-        if (pushed) {
-            *ret_pushed = 1;
-            return 0;
-        }
-        return child_done(r, f, v);
+        return follow_ref(r, rsid, false, ret_pushed);
     }
     case ROLE_EXTREFS:
     case ROLE_KCP:
