@@ -15,10 +15,10 @@
 #include "err.h"
 
 struct buf {
-    char *data;  /* NULL until the first append */
-    size_t len;  /* bytes used, excluding the terminator */
-    size_t cap;  /* bytes allocated */
-    size_t max;  /* the most len may ever be */
+    char *data; /* NULL until the first append */
+    size_t len; /* bytes used, excluding the terminator */
+    size_t cap; /* bytes allocated */
+    size_t max; /* the most len may ever be */
 };
 
 /* Sets up an empty buffer that will never hold more than `max` bytes. */

@@ -22,7 +22,8 @@
 
 #define CONFIG_DEFAULT_NAME "OpenCTI Datasets"
 #define CONFIG_DEFAULT_SCOPE "marking-definition,identity,location"
-#define CONFIG_DATASETS_BASE "https://raw.githubusercontent.com/OpenCTI-Platform/datasets/master/data/"
+#define CONFIG_DATASETS_BASE                                                                       \
+    "https://raw.githubusercontent.com/OpenCTI-Platform/datasets/master/data/"
 
 enum dataset_kind { DATASET_SECTORS, DATASET_GEOGRAPHY, DATASET_COMPANIES, DATASET_COUNT };
 
@@ -33,58 +34,58 @@ struct http_header {
 
 struct config {
     /* OPENCTI_* */
-    char *opencti_url;      /* without trailing slashes */
-    char *opencti_token;    /* secret */
-    bool ssl_verify;        /* OPENCTI_SSL_VERIFY: true unless "false" */
-    char *ssl_ca_file;      /* OPENCTI_SSL_VERIFY given as a CA bundle path, else NULL */
+    char *opencti_url;   /* without trailing slashes */
+    char *opencti_token; /* secret */
+    bool ssl_verify;     /* OPENCTI_SSL_VERIFY: true unless "false" */
+    char *ssl_ca_file;   /* OPENCTI_SSL_VERIFY given as a CA bundle path, else NULL */
     struct http_header *custom_headers; /* OPENCTI_CUSTOM_HEADERS */
     size_t n_custom_headers;
     bool json_logging;
     int64_t opencti_timeout_ms; /* OPENCTI_TIMEOUT: one GraphQL request */
 
     /* CONNECTOR_* */
-    char *connector_id;    /* a UUID, as given */
+    char *connector_id; /* a UUID, as given */
     char *connector_name;
     char *connector_scope; /* the raw comma-separated string (entities_types) */
     char **scope;          /* split on ',' without trimming, as pycti registers it */
     size_t n_scope;
     enum log_level log_level;
-    bool run_and_terminate;     /* CONNECTOR_RUN_AND_TERMINATE or a zero duration period */
-    int64_t period_ms;          /* the run period: CONNECTOR_DURATION_PERIOD or CONFIG_INTERVAL */
-    bool period_from_duration;  /* whether CONNECTOR_DURATION_PERIOD set it */
-    bool auto_;                 /* CONNECTOR_AUTO */
-    bool auto_update;           /* CONNECTOR_AUTO_UPDATE */
-    bool only_contextual;       /* CONNECTOR_ONLY_CONTEXTUAL */
+    bool run_and_terminate;      /* CONNECTOR_RUN_AND_TERMINATE or a zero duration period */
+    int64_t period_ms;           /* the run period: CONNECTOR_DURATION_PERIOD or CONFIG_INTERVAL */
+    bool period_from_duration;   /* whether CONNECTOR_DURATION_PERIOD set it */
+    bool auto_;                  /* CONNECTOR_AUTO */
+    bool auto_update;            /* CONNECTOR_AUTO_UPDATE */
+    bool only_contextual;        /* CONNECTOR_ONLY_CONTEXTUAL */
     char *enrichment_resolution; /* CONNECTOR_ENRICHMENT_RESOLUTION */
-    int64_t ping_interval_ms;   /* CONNECTOR_PING_INTERVAL */
-    int64_t check_interval_ms;  /* CONNECTOR_CHECK_INTERVAL */
-    char *status_file;          /* CONNECTOR_STATUS_FILE, or NULL */
+    int64_t ping_interval_ms;    /* CONNECTOR_PING_INTERVAL */
+    int64_t check_interval_ms;   /* CONNECTOR_CHECK_INTERVAL */
+    char *status_file;           /* CONNECTOR_STATUS_FILE, or NULL */
 
     /* CONFIG_* */
-    int64_t interval_days;     /* CONFIG_INTERVAL */
-    bool remove_creator;       /* CONFIG_REMOVE_CREATOR */
+    int64_t interval_days;            /* CONFIG_INTERVAL */
+    bool remove_creator;              /* CONFIG_REMOVE_CREATOR */
     char *dataset_url[DATASET_COUNT]; /* NULL when disabled */
-    int64_t retry_interval_ms; /* CONFIG_RETRY_INTERVAL: after a failed run */
-    int64_t fetch_timeout_ms;  /* CONFIG_FETCH_TIMEOUT: one download, all included */
-    int64_t connect_timeout_ms; /* CONFIG_CONNECT_TIMEOUT: TCP + TLS, for HTTP */
-    uint64_t max_dataset_size; /* CONFIG_MAX_DATASET_SIZE, bytes */
+    int64_t retry_interval_ms;        /* CONFIG_RETRY_INTERVAL: after a failed run */
+    int64_t fetch_timeout_ms;         /* CONFIG_FETCH_TIMEOUT: one download, all included */
+    int64_t connect_timeout_ms;       /* CONFIG_CONNECT_TIMEOUT: TCP + TLS, for HTTP */
+    uint64_t max_dataset_size;        /* CONFIG_MAX_DATASET_SIZE, bytes */
 
     /* MQ_* : each override is NULL / -1 when not set (registration values apply) */
     char *mq_host;
-    int mq_port;           /* -1: from registration */
+    int mq_port; /* -1: from registration */
     char *mq_vhost;
-    int mq_use_ssl;        /* -1: from registration, else 0/1 */
+    int mq_use_ssl; /* -1: from registration, else 0/1 */
     char *mq_user;
-    char *mq_pass;         /* secret */
-    char *mq_ssl_ca;       /* path or inline PEM */
+    char *mq_pass;   /* secret */
+    char *mq_ssl_ca; /* path or inline PEM */
     char *mq_ssl_cert;
-    char *mq_ssl_key;      /* secret when inline */
-    char *mq_ssl_passphrase; /* secret */
-    bool mq_ssl_verify;    /* MQ_USE_SSL_REJECT_UNAUTHORIZED, default true */
-    size_t mq_window;      /* MQ_CONFIRM_WINDOW */
-    int mq_heartbeat_s;    /* MQ_HEARTBEAT */
-    uint64_t mq_max_message_size; /* MQ_MAX_MESSAGE_SIZE */
-    int64_t mq_give_up_ms; /* MQ_PUBLISH_TIMEOUT */
+    char *mq_ssl_key;              /* secret when inline */
+    char *mq_ssl_passphrase;       /* secret */
+    bool mq_ssl_verify;            /* MQ_USE_SSL_REJECT_UNAUTHORIZED, default true */
+    size_t mq_window;              /* MQ_CONFIRM_WINDOW */
+    int mq_heartbeat_s;            /* MQ_HEARTBEAT */
+    uint64_t mq_max_message_size;  /* MQ_MAX_MESSAGE_SIZE */
+    int64_t mq_give_up_ms;         /* MQ_PUBLISH_TIMEOUT */
     int64_t mq_connect_timeout_ms; /* MQ_CONNECT_TIMEOUT */
 
     /* HTTP environment (proxies and CA bundle), read here so nobody else calls getenv */

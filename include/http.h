@@ -22,14 +22,14 @@
 
 struct http_options {
     const char *user_agent;
-    bool verify;               /* verify certificates and host names */
-    const char *ca_file;       /* CA bundle path, or NULL for the system store */
-    const char *https_proxy;   /* NULL: none */
+    bool verify;             /* verify certificates and host names */
+    const char *ca_file;     /* CA bundle path, or NULL for the system store */
+    const char *https_proxy; /* NULL: none */
     const char *http_proxy;
     const char *no_proxy;
     const struct http_header *headers; /* extra request headers (borrowed) */
     size_t n_headers;
-    bool allow_file;           /* accept file:// URLs (dataset mirrors) */
+    bool allow_file; /* accept file:// URLs (dataset mirrors) */
     bool follow_redirects;
     int64_t connect_timeout_ms;
     /* Called at least every HTTP_TICK_MS during a transfer; non-zero aborts it with
@@ -46,13 +46,13 @@ void http_free(struct http *h);
 
 struct http_request {
     const char *url;
-    const char *method;      /* "GET" or "POST" */
-    const char *bearer;      /* Authorization: Bearer <bearer>, or NULL */
+    const char *method;       /* "GET" or "POST" */
+    const char *bearer;       /* Authorization: Bearer <bearer>, or NULL */
     const char *content_type; /* for a body */
     const char *body;
     size_t body_len;
-    int64_t timeout_ms;      /* the whole transfer */
-    size_t max_response;     /* a larger body fails with E_TOO_BIG */
+    int64_t timeout_ms;  /* the whole transfer */
+    size_t max_response; /* a larger body fails with E_TOO_BIG */
 };
 
 /*
@@ -61,8 +61,8 @@ struct http_request {
  * (certificate or handshake), E_TIMEOUT, E_TOO_BIG, E_CANCELED, E_NOMEM, with curl's
  * detail in err.
  */
-int http_perform(struct http *h, const struct http_request *req, long *ret_status,
-                 struct buf *out, struct err *err) ODS_MUST_CHECK;
+int http_perform(struct http *h, const struct http_request *req, long *ret_status, struct buf *out,
+                 struct err *err) ODS_MUST_CHECK;
 
 /* The global libcurl set-up and tear-down; call once at start and exit. */
 int http_global_init(void);

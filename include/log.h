@@ -20,7 +20,14 @@
 
 enum log_level { LOG_DEBUG = 0, LOG_INFO = 1, LOG_WARN = 2, LOG_ERROR = 3 };
 
-enum log_kv_type { LOG_KV_END = 0, LOG_KV_STR, LOG_KV_INT, LOG_KV_UINT, LOG_KV_DOUBLE, LOG_KV_BOOL };
+enum log_kv_type {
+    LOG_KV_END = 0,
+    LOG_KV_STR,
+    LOG_KV_INT,
+    LOG_KV_UINT,
+    LOG_KV_DOUBLE,
+    LOG_KV_BOOL
+};
 
 struct log_kv {
     const char *key;
@@ -34,11 +41,26 @@ struct log_kv {
     } v;
 };
 
-#define KV_STR(k, x) {.key = (k), .type = LOG_KV_STR, .v.s = (x)}
-#define KV_INT(k, x) {.key = (k), .type = LOG_KV_INT, .v.i = (int64_t)(x)}
-#define KV_UINT(k, x) {.key = (k), .type = LOG_KV_UINT, .v.u = (uint64_t)(x)}
-#define KV_DBL(k, x) {.key = (k), .type = LOG_KV_DOUBLE, .v.d = (double)(x)}
-#define KV_BOOL(k, x) {.key = (k), .type = LOG_KV_BOOL, .v.b = (bool)(x)}
+#define KV_STR(k, x)                                                                               \
+    {                                                                                              \
+        .key = (k), .type = LOG_KV_STR, .v.s = (x)                                                 \
+    }
+#define KV_INT(k, x)                                                                               \
+    {                                                                                              \
+        .key = (k), .type = LOG_KV_INT, .v.i = (int64_t)(x)                                        \
+    }
+#define KV_UINT(k, x)                                                                              \
+    {                                                                                              \
+        .key = (k), .type = LOG_KV_UINT, .v.u = (uint64_t)(x)                                      \
+    }
+#define KV_DBL(k, x)                                                                               \
+    {                                                                                              \
+        .key = (k), .type = LOG_KV_DOUBLE, .v.d = (double)(x)                                      \
+    }
+#define KV_BOOL(k, x)                                                                              \
+    {                                                                                              \
+        .key = (k), .type = LOG_KV_BOOL, .v.b = (bool)(x)                                          \
+    }
 /* An attribute list for log_kv(): LOG_ATTRS(KV_STR("dataset", "sectors"), KV_INT("n", 3)) */
 #define LOG_ATTRS(...) ((const struct log_kv[]){__VA_ARGS__, {.key = NULL}})
 

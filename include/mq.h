@@ -61,8 +61,8 @@ struct mq_params {
     const char *user;
     const char *pass;
     struct mq_tls tls;
-    const char *exchange;    /* push_exchange from registration */
-    const char *routing_key; /* push_routing from registration */
+    const char *exchange;        /* push_exchange from registration */
+    const char *routing_key;     /* push_routing from registration */
     const char *connection_name; /* shown by the broker's management UI; may be NULL */
     int heartbeat_s;             /* requested heartbeat in seconds; 0 disables */
     size_t window;               /* unconfirmed messages in flight (>= 1) */
@@ -122,10 +122,10 @@ struct mq_hooks {
 };
 
 struct mq_stats {
-    size_t confirmed;  /* messages acknowledged (each counted once) */
-    size_t failed;     /* messages given up individually */
-    size_t pending;    /* messages without outcome: confirmed + failed + pending = count */
-    size_t published;  /* basic.publish calls, republishes included */
+    size_t confirmed; /* messages acknowledged (each counted once) */
+    size_t failed;    /* messages given up individually */
+    size_t pending;   /* messages without outcome: confirmed + failed + pending = count */
+    size_t published; /* basic.publish calls, republishes included */
     size_t republished;
     size_t returned;
     size_t nacked;
@@ -157,8 +157,7 @@ struct mq_stats {
  * A body larger than max_message_size (or than the broker's limit, once learned from a
  * PRECONDITION_FAILED channel close) fails alone without being sent.
  */
-int mq_publish(const struct mq_params *p, const struct mq_source *src,
-               const struct mq_hooks *hooks, uint8_t *status, struct mq_stats *ret_stats,
-               struct err *err);
+int mq_publish(const struct mq_params *p, const struct mq_source *src, const struct mq_hooks *hooks,
+               uint8_t *status, struct mq_stats *ret_stats, struct err *err);
 
 #endif

@@ -22,10 +22,10 @@ struct status {
     int64_t last_ping_ok; /* wall seconds of the last successful ping, 0: never */
     int64_t ping_interval_s;
     bool registered;
-    bool running;         /* a run is in progress */
-    int64_t last_run;     /* from the state, -1: none */
-    int64_t next_run;     /* -1: unknown */
-    char phase[128];      /* what the daemon is doing, for people */
+    bool running;     /* a run is in progress */
+    int64_t last_run; /* from the state, -1: none */
+    int64_t next_run; /* -1: unknown */
+    char phase[128];  /* what the daemon is doing, for people */
     char last_error[512];
 };
 

@@ -181,8 +181,8 @@ static uint64_t read_uint(const struct env *env, struct diag *d, const char *nam
     if (!v)
         return def;
     if (parse_u64(v, &n)) {
-        diag_add(d, DIAG_ERROR, "%s: \"%s\" is not a whole number%s%s", name, v,
-                 unit ? " of " : "", unit ? unit : "");
+        diag_add(d, DIAG_ERROR, "%s: \"%s\" is not a whole number%s%s", name, v, unit ? " of " : "",
+                 unit ? unit : "");
         return def;
     }
     if (n < min || n > max) {
@@ -209,7 +209,8 @@ static int64_t read_duration(const struct env *env, struct diag *d, const char *
     } else if (duration_parse(t, &ms)) {
         diag_add(d, DIAG_ERROR,
                  "%s: \"%s\" is not an ISO-8601 duration (such as PT30S, PT1H or P7D) "
-                 "or a number of seconds", name, v);
+                 "or a number of seconds",
+                 name, v);
         return def;
     }
     if (ms < min || ms > max) {
@@ -258,8 +259,9 @@ static int load_url(struct config *cfg, const struct env *env, struct diag *d)
 {
     const char *v = get(env, "OPENCTI_URL");
     if (!v) {
-        diag_add(d, DIAG_ERROR, "OPENCTI_URL is required (the platform's base URL, "
-                                "for example http://opencti:8080)");
+        diag_add(d, DIAG_ERROR,
+                 "OPENCTI_URL is required (the platform's base URL, "
+                 "for example http://opencti:8080)");
         return 0;
     }
     if ((strncasecmp(v, "http://", 7) != 0 && strncasecmp(v, "https://", 8) != 0) ||
@@ -281,8 +283,9 @@ static int load_token(struct config *cfg, const struct env *env, struct diag *d)
 {
     const char *v = get(env, "OPENCTI_TOKEN");
     if (!v) {
-        diag_add(d, DIAG_ERROR, "OPENCTI_TOKEN is required (the API token of the "
-                                "connector's user)");
+        diag_add(d, DIAG_ERROR,
+                 "OPENCTI_TOKEN is required (the API token of the "
+                 "connector's user)");
         return 0;
     }
     if (strcmp(v, "ChangeMe") == 0) {
@@ -307,8 +310,10 @@ static int load_ssl_verify(struct config *cfg, const struct env *env, struct dia
         cfg->ssl_verify = true;
         return dup_to(&cfg->ssl_ca_file, v);
     }
-    diag_add(d, DIAG_ERROR, "OPENCTI_SSL_VERIFY: \"%s\" is neither a boolean nor a readable "
-                            "CA bundle file", v);
+    diag_add(d, DIAG_ERROR,
+             "OPENCTI_SSL_VERIFY: \"%s\" is neither a boolean nor a readable "
+             "CA bundle file",
+             v);
     return 0;
 }
 
@@ -352,16 +357,17 @@ static int load_custom_headers(struct config *cfg, const struct env *env, struct
         while (ne > s && isspace((unsigned char)ne[-1]))
             ne--;
         if (!colon || !valid_header_name(s, (size_t)(ne - s))) {
-            diag_add(d, DIAG_ERROR, "OPENCTI_CUSTOM_HEADERS: pair %zu is not \"name:value\" "
-                                    "with a valid header name (format: name1:value1;name2:value2)",
+            diag_add(d, DIAG_ERROR,
+                     "OPENCTI_CUSTOM_HEADERS: pair %zu is not \"name:value\" "
+                     "with a valid header name (format: name1:value1;name2:value2)",
                      idx);
             continue;
         }
         const char *vs = colon + 1;
         while (vs < e && isspace((unsigned char)*vs))
             vs++;
-        struct http_header *h = realloc(cfg->custom_headers,
-                                        (cfg->n_custom_headers + 1) * sizeof(*h));
+        struct http_header *h =
+            realloc(cfg->custom_headers, (cfg->n_custom_headers + 1) * sizeof(*h));
         if (!h)
             return E_NOMEM;
         cfg->custom_headers = h;
@@ -380,8 +386,9 @@ static int load_connector_id(struct config *cfg, const struct env *env, struct d
     const char *v = get(env, "CONNECTOR_ID");
     uuid_t u;
     if (!v) {
-        diag_add(d, DIAG_ERROR, "CONNECTOR_ID is required (a UUID that identifies this "
-                                "connector on the platform; generate one with uuidgen)");
+        diag_add(d, DIAG_ERROR,
+                 "CONNECTOR_ID is required (a UUID that identifies this "
+                 "connector on the platform; generate one with uuidgen)");
         return 0;
     }
     if (strlen(v) != 36 || uuid_parse(v, u) != 0) {
@@ -439,8 +446,9 @@ static int load_dataset_url(struct config *cfg, const struct env *env, struct di
         return 0; /* disabled */
     if (strncasecmp(raw, "http://", 7) != 0 && strncasecmp(raw, "https://", 8) != 0 &&
         strncasecmp(raw, "file://", 7) != 0) {
-        diag_add(d, DIAG_ERROR, "%s: \"%s\" is not an http://, https:// or file:// URL "
-                                "(or false to disable the %s dataset)",
+        diag_add(d, DIAG_ERROR,
+                 "%s: \"%s\" is not an http://, https:// or file:// URL "
+                 "(or false to disable the %s dataset)",
                  name, raw, dataset_names[k]);
         return 0;
     }
@@ -468,18 +476,27 @@ static int load_pem_setting(char **dst, const struct env *env, struct diag *d, c
  * what gets imported are errors; the others are ignored with a warning. */
 static void check_pycti_extras(const struct env *env, struct diag *d)
 {
-    static const char *const ignored[] = {
-        "CONNECTOR_QUEUE_THRESHOLD", "CONNECTOR_EXPOSE_METRICS", "CONNECTOR_METRICS_NAMESPACE",
-        "CONNECTOR_METRICS_SUBSYSTEM", "CONNECTOR_METRICS_PORT", "CONNECTOR_LISTEN_PROTOCOL",
-        "CONNECTOR_LISTEN_PROTOCOL_API_PORT", "CONNECTOR_LISTEN_PROTOCOL_API_PATH",
-        "CONNECTOR_LISTEN_PROTOCOL_API_SSL", "CONNECTOR_LISTEN_PROTOCOL_API_URI",
-        "CONNECTOR_AUTO_CREATE_SERVICE_ACCOUNT", "CONNECTOR_AUTO_CREATE_SERVICE_ACCOUNT_CONFIDENCE_LEVEL",
-        "CONNECTOR_SEND_TO_DIRECTORY_PATH", "CONNECTOR_SEND_TO_DIRECTORY_RETENTION",
-        "HTTPS_CA_CERTIFICATES"};
+    static const char *const ignored[] = {"CONNECTOR_QUEUE_THRESHOLD",
+                                          "CONNECTOR_EXPOSE_METRICS",
+                                          "CONNECTOR_METRICS_NAMESPACE",
+                                          "CONNECTOR_METRICS_SUBSYSTEM",
+                                          "CONNECTOR_METRICS_PORT",
+                                          "CONNECTOR_LISTEN_PROTOCOL",
+                                          "CONNECTOR_LISTEN_PROTOCOL_API_PORT",
+                                          "CONNECTOR_LISTEN_PROTOCOL_API_PATH",
+                                          "CONNECTOR_LISTEN_PROTOCOL_API_SSL",
+                                          "CONNECTOR_LISTEN_PROTOCOL_API_URI",
+                                          "CONNECTOR_AUTO_CREATE_SERVICE_ACCOUNT",
+                                          "CONNECTOR_AUTO_CREATE_SERVICE_ACCOUNT_CONFIDENCE_LEVEL",
+                                          "CONNECTOR_SEND_TO_DIRECTORY_PATH",
+                                          "CONNECTOR_SEND_TO_DIRECTORY_RETENTION",
+                                          "HTTPS_CA_CERTIFICATES"};
     for (size_t i = 0; i < sizeof(ignored) / sizeof(ignored[0]); i++)
         if (get(env, ignored[i]))
-            diag_add(d, DIAG_WARNING, "%s is a pycti setting that opencti-datasets does not "
-                                      "implement; it is ignored", ignored[i]);
+            diag_add(d, DIAG_WARNING,
+                     "%s is a pycti setting that opencti-datasets does not "
+                     "implement; it is ignored",
+                     ignored[i]);
     const char *v;
     bool b;
     if ((v = get(env, "CONNECTOR_QUEUE_PROTOCOL")) && strcasecmp(v, "amqp") != 0)
@@ -487,24 +504,43 @@ static void check_pycti_extras(const struct env *env, struct diag *d)
     if ((v = get(env, "QUEUE_PROTOCOL")) && strcasecmp(v, "amqp") != 0)
         diag_add(d, DIAG_ERROR, "QUEUE_PROTOCOL: only amqp is supported, not \"%s\"", v);
     if ((v = get(env, "CONNECTOR_SEND_TO_QUEUE")) && (config_parse_bool(v, &b) || !b))
-        diag_add(d, DIAG_ERROR, "CONNECTOR_SEND_TO_QUEUE: only true is supported (this "
-                                "connector always sends to its queue)");
+        diag_add(d, DIAG_ERROR,
+                 "CONNECTOR_SEND_TO_QUEUE: only true is supported (this "
+                 "connector always sends to its queue)");
     if ((v = get(env, "CONNECTOR_SEND_TO_DIRECTORY")) && (config_parse_bool(v, &b) || b))
         diag_add(d, DIAG_ERROR, "CONNECTOR_SEND_TO_DIRECTORY: directory mode is not supported");
     if ((v = get(env, "CONNECTOR_VALIDATE_BEFORE_IMPORT")) && (config_parse_bool(v, &b) || b))
-        diag_add(d, DIAG_ERROR, "CONNECTOR_VALIDATE_BEFORE_IMPORT: validation mode is not "
-                                "supported");
+        diag_add(d, DIAG_ERROR,
+                 "CONNECTOR_VALIDATE_BEFORE_IMPORT: validation mode is not "
+                 "supported");
 }
 
 /* Every CONFIG_* and MQ_* name this daemon knows; anything else with those prefixes is
  * probably a typo and earns a warning. */
-static const char *const known_prefixed[] = {
-    "CONFIG_INTERVAL", "CONFIG_REMOVE_CREATOR", "CONFIG_SECTORS_FILE_URL",
-    "CONFIG_GEOGRAPHY_FILE_URL", "CONFIG_COMPANIES_FILE_URL", "CONFIG_RETRY_INTERVAL",
-    "CONFIG_FETCH_TIMEOUT", "CONFIG_MAX_DATASET_SIZE", "MQ_HOST", "MQ_PORT", "MQ_VHOST",
-    "MQ_USE_SSL", "MQ_USER", "MQ_PASS", "MQ_USE_SSL_CA", "MQ_USE_SSL_CERT", "MQ_USE_SSL_KEY",
-    "MQ_USE_SSL_PASSPHRASE", "MQ_USE_SSL_REJECT_UNAUTHORIZED", "MQ_CONFIRM_WINDOW",
-    "MQ_HEARTBEAT", "MQ_MAX_MESSAGE_SIZE", "MQ_PUBLISH_TIMEOUT", "MQ_CONNECT_TIMEOUT"};
+static const char *const known_prefixed[] = {"CONFIG_INTERVAL",
+                                             "CONFIG_REMOVE_CREATOR",
+                                             "CONFIG_SECTORS_FILE_URL",
+                                             "CONFIG_GEOGRAPHY_FILE_URL",
+                                             "CONFIG_COMPANIES_FILE_URL",
+                                             "CONFIG_RETRY_INTERVAL",
+                                             "CONFIG_FETCH_TIMEOUT",
+                                             "CONFIG_MAX_DATASET_SIZE",
+                                             "MQ_HOST",
+                                             "MQ_PORT",
+                                             "MQ_VHOST",
+                                             "MQ_USE_SSL",
+                                             "MQ_USER",
+                                             "MQ_PASS",
+                                             "MQ_USE_SSL_CA",
+                                             "MQ_USE_SSL_CERT",
+                                             "MQ_USE_SSL_KEY",
+                                             "MQ_USE_SSL_PASSPHRASE",
+                                             "MQ_USE_SSL_REJECT_UNAUTHORIZED",
+                                             "MQ_CONFIRM_WINDOW",
+                                             "MQ_HEARTBEAT",
+                                             "MQ_MAX_MESSAGE_SIZE",
+                                             "MQ_PUBLISH_TIMEOUT",
+                                             "MQ_CONNECT_TIMEOUT"};
 
 static void check_unknown(const struct env *env, struct diag *d)
 {
@@ -516,8 +552,10 @@ static void check_unknown(const struct env *env, struct diag *d)
         for (size_t j = 0; j < sizeof(known_prefixed) / sizeof(known_prefixed[0]); j++)
             known |= strcmp(k, known_prefixed[j]) == 0;
         if (!known)
-            diag_add(d, DIAG_WARNING, "%s is not a setting of opencti-datasets (a typo?); "
-                                      "it is ignored", k);
+            diag_add(d, DIAG_WARNING,
+                     "%s is not a setting of opencti-datasets (a typo?); "
+                     "it is ignored",
+                     k);
     }
 }
 
@@ -558,28 +596,34 @@ int config_load(struct config *cfg, const struct env *env, struct diag *d)
         (rc = load_ssl_verify(cfg, env, d)) || (rc = load_custom_headers(cfg, env, d)))
         return rc;
     cfg->json_logging = read_bool(env, d, "OPENCTI_JSON_LOGGING", true);
-    cfg->opencti_timeout_ms = read_duration(env, d, "OPENCTI_TIMEOUT", DEFAULT_OPENCTI_TIMEOUT_MS,
-                                            MS_PER_S, MS_PER_H);
+    cfg->opencti_timeout_ms =
+        read_duration(env, d, "OPENCTI_TIMEOUT", DEFAULT_OPENCTI_TIMEOUT_MS, MS_PER_S, MS_PER_H);
 
     /* CONNECTOR_* */
     if ((rc = load_connector_id(cfg, env, d)))
         return rc;
     v = get(env, "CONNECTOR_NAME");
     if (v && (strlen(v) < 2 || has_ctl(v) || strspn(v, " \t") == strlen(v))) {
-        diag_add(d, DIAG_ERROR, "CONNECTOR_NAME: \"%s\" is too short or blank "
-                                "(at least 2 visible characters)", v);
+        diag_add(d, DIAG_ERROR,
+                 "CONNECTOR_NAME: \"%s\" is too short or blank "
+                 "(at least 2 visible characters)",
+                 v);
         v = NULL;
     }
     if ((rc = dup_to(&cfg->connector_name, v ? v : CONFIG_DEFAULT_NAME)) ||
         (rc = load_scope(cfg, env, d)))
         return rc;
     if ((v = get(env, "CONNECTOR_TYPE")) && strcasecmp(v, "EXTERNAL_IMPORT") != 0)
-        diag_add(d, DIAG_ERROR, "CONNECTOR_TYPE: \"%s\" is not supported (this is an "
-                                "EXTERNAL_IMPORT connector)", v);
+        diag_add(d, DIAG_ERROR,
+                 "CONNECTOR_TYPE: \"%s\" is not supported (this is an "
+                 "EXTERNAL_IMPORT connector)",
+                 v);
     cfg->log_level = LOG_ERROR;
     if ((v = get(env, "CONNECTOR_LOG_LEVEL")) && log_level_parse(v, &cfg->log_level))
-        diag_add(d, DIAG_ERROR, "CONNECTOR_LOG_LEVEL: \"%s\" is not one of debug, info, "
-                                "warn, warning, error", v);
+        diag_add(d, DIAG_ERROR,
+                 "CONNECTOR_LOG_LEVEL: \"%s\" is not one of debug, info, "
+                 "warn, warning, error",
+                 v);
     cfg->run_and_terminate = read_bool(env, d, "CONNECTOR_RUN_AND_TERMINATE", false);
     cfg->auto_ = read_bool(env, d, "CONNECTOR_AUTO", false);
     cfg->auto_update = read_bool(env, d, "CONNECTOR_AUTO_UPDATE", false);
@@ -593,12 +637,14 @@ int config_load(struct config *cfg, const struct env *env, struct diag *d)
                                            DEFAULT_CHECK_INTERVAL_MS, MS_PER_S, MS_PER_DAY);
     cfg->status_file = config_status_path(env);
     if (get(env, "CONNECTOR_UPDATE_EXISTING_DATA"))
-        diag_add(d, DIAG_WARNING, "CONNECTOR_UPDATE_EXISTING_DATA is deprecated and ignored "
-                                  "(bundles are always sent with update=true, as the current "
-                                  "official connector does)");
+        diag_add(d, DIAG_WARNING,
+                 "CONNECTOR_UPDATE_EXISTING_DATA is deprecated and ignored "
+                 "(bundles are always sent with update=true, as the current "
+                 "official connector does)");
     if (get(env, "CONNECTOR_CONFIDENCE_LEVEL"))
-        diag_add(d, DIAG_WARNING, "CONNECTOR_CONFIDENCE_LEVEL is deprecated and ignored (the "
-                                  "platform takes the confidence from the connector's user)");
+        diag_add(d, DIAG_WARNING,
+                 "CONNECTOR_CONFIDENCE_LEVEL is deprecated and ignored (the "
+                 "platform takes the confidence from the connector's user)");
 
     /* CONFIG_* and the run period */
     cfg->interval_days = (int64_t)read_uint(env, d, "CONFIG_INTERVAL", DEFAULT_INTERVAL_DAYS, 1,
@@ -614,20 +660,26 @@ int config_load(struct config *cfg, const struct env *env, struct diag *d)
         else if (duration_parse(t, &ms))
             ms = -1;
         if (ms < 0) {
-            diag_add(d, DIAG_ERROR, "CONNECTOR_DURATION_PERIOD: \"%s\" is not an ISO-8601 "
-                                    "duration (such as PT12H or P7D) or 0", v);
+            diag_add(d, DIAG_ERROR,
+                     "CONNECTOR_DURATION_PERIOD: \"%s\" is not an ISO-8601 "
+                     "duration (such as PT12H or P7D) or 0",
+                     v);
         } else if (ms == 0) {
             cfg->run_and_terminate = true;
         } else if (ms < MS_PER_MIN) {
-            diag_add(d, DIAG_ERROR, "CONNECTOR_DURATION_PERIOD: \"%s\" is shorter than one "
-                                    "minute", v);
+            diag_add(d, DIAG_ERROR,
+                     "CONNECTOR_DURATION_PERIOD: \"%s\" is shorter than one "
+                     "minute",
+                     v);
         } else {
             cfg->period_ms = ms;
             cfg->period_from_duration = true;
             if (get(env, "CONFIG_INTERVAL"))
-                diag_add(d, DIAG_WARNING, "CONNECTOR_DURATION_PERIOD (%s) takes precedence "
-                                          "over CONFIG_INTERVAL (the official connector "
-                                          "ignores CONNECTOR_DURATION_PERIOD)", v);
+                diag_add(d, DIAG_WARNING,
+                         "CONNECTOR_DURATION_PERIOD (%s) takes precedence "
+                         "over CONFIG_INTERVAL (the official connector "
+                         "ignores CONNECTOR_DURATION_PERIOD)",
+                         v);
         }
     }
     cfg->remove_creator = read_bool(env, d, "CONFIG_REMOVE_CREATOR", false);
@@ -650,8 +702,8 @@ int config_load(struct config *cfg, const struct env *env, struct diag *d)
         (rc = dup_to(&cfg->mq_pass, get(env, "MQ_PASS"))) ||
         (rc = dup_to(&cfg->mq_ssl_passphrase, get(env, "MQ_USE_SSL_PASSPHRASE"))))
         return rc;
-    cfg->mq_port = get(env, "MQ_PORT") ? (int)read_uint(env, d, "MQ_PORT", 5672, 1, 65535, NULL)
-                                       : -1;
+    cfg->mq_port =
+        get(env, "MQ_PORT") ? (int)read_uint(env, d, "MQ_PORT", 5672, 1, 65535, NULL) : -1;
     cfg->mq_use_ssl = -1;
     if (get(env, "MQ_USE_SSL"))
         cfg->mq_use_ssl = read_bool(env, d, "MQ_USE_SSL", false) ? 1 : 0;
@@ -664,15 +716,14 @@ int config_load(struct config *cfg, const struct env *env, struct diag *d)
     cfg->mq_ssl_verify = read_bool(env, d, "MQ_USE_SSL_REJECT_UNAUTHORIZED", true);
     cfg->mq_window = (size_t)read_uint(env, d, "MQ_CONFIRM_WINDOW", DEFAULT_MQ_WINDOW, 1,
                                        MAX_MQ_WINDOW, "messages");
-    cfg->mq_heartbeat_s = (int)read_uint(env, d, "MQ_HEARTBEAT", DEFAULT_MQ_HEARTBEAT_S, 0, 600,
-                                         "seconds");
+    cfg->mq_heartbeat_s =
+        (int)read_uint(env, d, "MQ_HEARTBEAT", DEFAULT_MQ_HEARTBEAT_S, 0, 600, "seconds");
     cfg->mq_max_message_size = read_uint(env, d, "MQ_MAX_MESSAGE_SIZE", DEFAULT_MQ_MAX_MESSAGE,
                                          4096, MAX_MQ_MAX_MESSAGE, "bytes");
-    cfg->mq_give_up_ms = read_duration(env, d, "MQ_PUBLISH_TIMEOUT", DEFAULT_MQ_GIVE_UP_MS,
-                                       MS_PER_S, 24 * MS_PER_H);
-    cfg->mq_connect_timeout_ms = read_duration(env, d, "MQ_CONNECT_TIMEOUT",
-                                               DEFAULT_MQ_CONNECT_TIMEOUT_MS, MS_PER_S,
-                                               2 * MS_PER_MIN);
+    cfg->mq_give_up_ms =
+        read_duration(env, d, "MQ_PUBLISH_TIMEOUT", DEFAULT_MQ_GIVE_UP_MS, MS_PER_S, 24 * MS_PER_H);
+    cfg->mq_connect_timeout_ms = read_duration(
+        env, d, "MQ_CONNECT_TIMEOUT", DEFAULT_MQ_CONNECT_TIMEOUT_MS, MS_PER_S, 2 * MS_PER_MIN);
 
     if ((rc = load_http_env(cfg, env, d)))
         return rc;
@@ -755,8 +806,8 @@ void config_register_secrets(const struct config *cfg)
         log_add_secret(cfg->mq_ssl_key);
     /* header values that look like credentials; redacting every value would garble the
      * log (a header "X-Tenant: OpenCTI" would hide the word everywhere) */
-    static const char *const credential_words[] = {"auth", "token", "key", "secret", "pass",
-                                                   "cookie", "session", "credential"};
+    static const char *const credential_words[] = {"auth", "token",  "key",     "secret",
+                                                   "pass", "cookie", "session", "credential"};
     for (size_t i = 0; i < cfg->n_custom_headers; i++) {
         for (size_t k = 0; k < sizeof(credential_words) / sizeof(credential_words[0]); k++) {
             if (contains_nocase(cfg->custom_headers[i].name, credential_words[k])) {

@@ -72,9 +72,9 @@ struct dataset {
     const char *url;
     struct buf body;
     struct split_result *split;
-    size_t expected;  /* messages */
-    size_t confirmed; /* messages the broker acknowledged */
-    uint8_t *status;  /* per message: enum mq_msg_status (NULL until published) */
+    size_t expected;         /* messages */
+    size_t confirmed;        /* messages the broker acknowledged */
+    uint8_t *status;         /* per message: enum mq_msg_status (NULL until published) */
     bool broker_unreachable; /* gave up: nothing could be confirmed */
     bool failed;
     char error[2 * ERR_MSG_MAX];
@@ -110,7 +110,7 @@ struct connector {
     bool in_run;
     bool finishing; /* stopping, but the run's last reports may still be sent */
     bool registered;
-    bool need_register; /* the platform no longer knows us: register again */
+    bool need_register;       /* the platform no longer knows us: register again */
     uint64_t run_reset_epoch; /* reset_epoch when the current run started */
     uint32_t rng;
     size_t returned_logged;
@@ -197,8 +197,8 @@ static void status_flush(struct connector *c)
     if (c->cfg->status_file && status_write(c->cfg->status_file, &c->st) &&
         !c->status_error_logged) {
         c->status_error_logged = true;
-        log_kv(LOG_WARN, LOG_ATTRS(KV_STR("file", c->cfg->status_file), KV_STR("reason",
-                                                                               strerror(errno))),
+        log_kv(LOG_WARN,
+               LOG_ATTRS(KV_STR("file", c->cfg->status_file), KV_STR("reason", strerror(errno))),
                "Cannot write the status file (CONNECTOR_STATUS_FILE)");
     }
 }
@@ -219,8 +219,8 @@ static void report(struct connector *c, const char *fmt, ...)
 static void report_error(struct connector *c, const char *what)
 {
     /* truncation is fine: the start of the message says what failed */
-    snprintf(c->st.last_error, sizeof(c->st.last_error), "%.*s",
-             (int)sizeof(c->st.last_error) - 1, what);
+    snprintf(c->st.last_error, sizeof(c->st.last_error), "%.*s", (int)sizeof(c->st.last_error) - 1,
+             what);
 }
 
 /* Called from every wait: the status file's heartbeat and the systemd watchdog. */
@@ -264,9 +264,8 @@ static void connector_info(const struct connector *c, struct opencti_connector_i
     ret->queue_threshold = QUEUE_THRESHOLD_MB;
     ret->queue_messages_size = 0.0;
     ret->last_run = has ? last : -1;
-    ret->next_run = c->cfg->run_and_terminate
-                        ? -1
-                        : sched_next_run(has, last, wall_s(), c->cfg->period_ms);
+    ret->next_run =
+        c->cfg->run_and_terminate ? -1 : sched_next_run(has, last, wall_s(), c->cfg->period_ms);
 }
 
 static void log_state(const struct connector *c)
@@ -406,8 +405,7 @@ static void on_compat(void *ctx, const char *dropped, const char *platform_messa
 {
     (void)ctx;
     log_kv(LOG_WARN, LOG_ATTRS(KV_STR("platform_message", platform_message)),
-           "The platform does not know \"%s\" (an older OpenCTI); retrying without it",
-           dropped);
+           "The platform does not know \"%s\" (an older OpenCTI); retrying without it", dropped);
 }
 
 /* ---- start-up ---------------------------------------------------------------------------- */
@@ -453,8 +451,9 @@ static int register_once(struct connector *c, struct err *err)
     cJSON_Delete(c->state);
     c->state = st;
     c->registered = true;
-    log_kv(LOG_INFO, LOG_ATTRS(KV_STR("connector_id", cfg->connector_id),
-                               KV_STR("push_routing", reg.push_routing)),
+    log_kv(LOG_INFO,
+           LOG_ATTRS(KV_STR("connector_id", cfg->connector_id),
+                     KV_STR("push_routing", reg.push_routing)),
            "Connector registered as \"%s\"", cfg->connector_name);
     return 0;
 }
@@ -479,11 +478,11 @@ static int startup(struct connector *c)
         if (rc == E_GQL_AUTH)
             log_kv(LOG_ERROR, LOG_ATTRS(KV_STR("reason", err.msg), KV_UINT("attempt", attempt + 1)),
                    "The platform refused the token (check OPENCTI_TOKEN and that its user has "
-                   "the Connectors role); retrying in %s", d);
+                   "the Connectors role); retrying in %s",
+                   d);
         else if (rc == E_TLS)
             log_kv(LOG_ERROR, LOG_ATTRS(KV_STR("reason", err.msg), KV_UINT("attempt", attempt + 1)),
-                   "Cannot verify the platform's TLS certificate%s; retrying in %s", tls_hint(),
-                   d);
+                   "Cannot verify the platform's TLS certificate%s; retrying in %s", tls_hint(), d);
         else if (slow)
             log_kv(LOG_ERROR, LOG_ATTRS(KV_STR("reason", err.msg), KV_UINT("attempt", attempt + 1)),
                    "The platform rejected the connector's registration; retrying in %s", d);
@@ -624,8 +623,8 @@ static void mq_event_hook(void *ctx, enum mq_event ev, size_t i, const char *det
                "The message broker refused a message (nack); it will be sent again");
         break;
     case MQ_EV_MSG_FAILED:
-        log_kv(LOG_ERROR, LOG_ATTRS(KV_STR("dataset", ds), KV_STR("object", idbuf),
-                                    KV_STR("reason", detail)),
+        log_kv(LOG_ERROR,
+               LOG_ATTRS(KV_STR("dataset", ds), KV_STR("object", idbuf), KV_STR("reason", detail)),
                "A message could not be published");
         break;
     case MQ_EV_LIMIT_LEARNED:
@@ -688,8 +687,10 @@ static void fetch_and_split(struct connector *c, struct dataset *ds)
     if (rc) {
         ds->failed = true;
         if (rc == E_TLS)
-            snprintf(ds->error, sizeof(ds->error), "download failed: %s (set SSL_CERT_FILE to a "
-                     "CA bundle that signs this server)", err.msg);
+            snprintf(ds->error, sizeof(ds->error),
+                     "download failed: %s (set SSL_CERT_FILE to a "
+                     "CA bundle that signs this server)",
+                     err.msg);
         else
             snprintf(ds->error, sizeof(ds->error), "download failed: %s", err.msg);
         return;
@@ -705,15 +706,18 @@ static void fetch_and_split(struct connector *c, struct dataset *ds)
     ds->expected = split_count(ds->split);
     if (ds->expected == 0) {
         ds->failed = true;
-        snprintf(ds->error, sizeof(ds->error), "nothing to import (no object of a supported "
-                 "type in %zu objects)", split_objects(ds->split));
+        snprintf(ds->error, sizeof(ds->error),
+                 "nothing to import (no object of a supported "
+                 "type in %zu objects)",
+                 split_objects(ds->split));
         return;
     }
-    log_kv(LOG_INFO, LOG_ATTRS(KV_STR("dataset", name), KV_UINT("bytes", ds->bytes),
-                               KV_UINT("objects", split_objects(ds->split)),
-                               KV_UINT("messages", ds->expected),
-                               KV_UINT("incompatible", split_incompatible_count(ds->split)),
-                               KV_INT("duration_ms", ds->fetch_ms)),
+    log_kv(LOG_INFO,
+           LOG_ATTRS(KV_STR("dataset", name), KV_UINT("bytes", ds->bytes),
+                     KV_UINT("objects", split_objects(ds->split)),
+                     KV_UINT("messages", ds->expected),
+                     KV_UINT("incompatible", split_incompatible_count(ds->split)),
+                     KV_INT("duration_ms", ds->fetch_ms)),
            "Dataset %s fetched and split", name);
 }
 
@@ -753,20 +757,27 @@ static void publish(struct connector *c, struct dataset *ds, const char *work_id
     if (rc) {
         ds->failed = true;
         /* the broker could not be reached at all: the next datasets would wait as long */
-        ds->broker_unreachable = st.confirmed == 0 && (rc == E_MQ_GIVE_UP ||
-                                                        rc == E_MQ_CONNECT || rc == E_TLS);
+        ds->broker_unreachable =
+            st.confirmed == 0 && (rc == E_MQ_GIVE_UP || rc == E_MQ_CONNECT || rc == E_TLS);
         if (rc == E_CANCELED && !stopping())
-            snprintf(ds->error, sizeof(ds->error), "interrupted: the state was reset on the "
-                     "platform during the run (%zu/%zu messages confirmed)", st.confirmed,
-                     ds->expected);
+            snprintf(ds->error, sizeof(ds->error),
+                     "interrupted: the state was reset on the "
+                     "platform during the run (%zu/%zu messages confirmed)",
+                     st.confirmed, ds->expected);
         else if (rc == E_CANCELED)
-            snprintf(ds->error, sizeof(ds->error), "interrupted: the connector is stopping "
-                     "(%zu/%zu messages confirmed)", st.confirmed, ds->expected);
+            snprintf(ds->error, sizeof(ds->error),
+                     "interrupted: the connector is stopping "
+                     "(%zu/%zu messages confirmed)",
+                     st.confirmed, ds->expected);
         else
-            snprintf(ds->error, sizeof(ds->error), "publishing failed: %s (%zu/%zu messages "
-                     "confirmed)", err.msg, st.confirmed, ds->expected);
+            snprintf(ds->error, sizeof(ds->error),
+                     "publishing failed: %s (%zu/%zu messages "
+                     "confirmed)",
+                     err.msg, st.confirmed, ds->expected);
     }
-    log_kv(rc == 0 ? LOG_INFO : rc == E_CANCELED ? LOG_WARN : LOG_ERROR,
+    log_kv(rc == 0            ? LOG_INFO
+           : rc == E_CANCELED ? LOG_WARN
+                              : LOG_ERROR,
            LOG_ATTRS(KV_STR("dataset", name), KV_UINT("objects", split_objects(ds->split)),
                      KV_UINT("confirmed", st.confirmed), KV_UINT("expected", ds->expected),
                      KV_UINT("failed", st.failed), KV_UINT("republished", st.republished),
@@ -812,8 +823,9 @@ static void report_unsent(struct connector *c, const char *work_id, struct datas
         done++;
     }
     if (done < left)
-        log_kv(LOG_WARN, LOG_ATTRS(KV_STR("dataset", dataset_name(ds->kind)),
-                                   KV_UINT("unreported", left - done)),
+        log_kv(LOG_WARN,
+               LOG_ATTRS(KV_STR("dataset", dataset_name(ds->kind)),
+                         KV_UINT("unreported", left - done)),
                "Some unsent messages could not be reported; the work may stay in progress");
 }
 
@@ -955,11 +967,14 @@ static int run_cycle(struct connector *c, int64_t t0)
             snprintf(ds[i].error, sizeof(ds[i].error), "not published: %s", why);
         } else if (!added) {
             ds[i].failed = true;
-            snprintf(ds[i].error, sizeof(ds[i].error), "not published: the work's expectations "
-                     "could not be added (%s)", err.msg);
+            snprintf(ds[i].error, sizeof(ds[i].error),
+                     "not published: the work's expectations "
+                     "could not be added (%s)",
+                     err.msg);
         } else if (broker_down) {
             ds[i].failed = true;
-            snprintf(ds[i].error, sizeof(ds[i].error), "not published: the message broker was "
+            snprintf(ds[i].error, sizeof(ds[i].error),
+                     "not published: the message broker was "
                      "unreachable for the previous dataset");
         } else {
             report(c, "Running: publishing %s (%zu messages)", dataset_name(ds[i].kind),
@@ -994,10 +1009,10 @@ static int run_cycle(struct connector *c, int64_t t0)
     } else {
         char why[1900];
         failure_summary(ds, nds, why, sizeof(why));
-        snprintf(message, sizeof(message), "%s", reset && !why[0]
-                                                     ? "The state was reset on the platform during "
-                                                       "the run; the datasets are imported again"
-                                                     : why);
+        snprintf(message, sizeof(message), "%s",
+                 reset && !why[0] ? "The state was reset on the platform during "
+                                    "the run; the datasets are imported again"
+                                  : why);
     }
     if (stopping()) {
         c->finishing = true;
@@ -1154,10 +1169,11 @@ int connector_main(struct connector *c)
     const struct config *cfg = c->cfg;
     char period[32];
     fmt_duration(cfg->period_ms, period, sizeof(period));
-    log_kv(LOG_INFO, LOG_ATTRS(KV_STR("version", ODS_VERSION), KV_STR("url", cfg->opencti_url),
-                               KV_STR("connector_id", cfg->connector_id),
-                               KV_BOOL("run_and_terminate", cfg->run_and_terminate),
-                               KV_STR("period", period)),
+    log_kv(LOG_INFO,
+           LOG_ATTRS(KV_STR("version", ODS_VERSION), KV_STR("url", cfg->opencti_url),
+                     KV_STR("connector_id", cfg->connector_id),
+                     KV_BOOL("run_and_terminate", cfg->run_and_terminate),
+                     KV_STR("period", period)),
            "%s %s starting", ODS_NAME, ODS_VERSION);
     report(c, "Starting");
     if (startup(c)) {
@@ -1176,7 +1192,7 @@ int connector_main(struct connector *c)
         report(c, "Stopped");
         log_info("Connector stop");
         return rc == 0 || (rc == E_CANCELED && stopping()) ? CONNECTOR_EXIT_OK
-                                                            : CONNECTOR_EXIT_RUN_FAILED;
+                                                           : CONNECTOR_EXIT_RUN_FAILED;
     }
     c->next_check = mono_ms();
     while (!stopping()) {

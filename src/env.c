@@ -100,8 +100,8 @@ static void bad_line(struct err *err, size_t *nerr, size_t lineno, const char *w
     size_t used = *nerr == 1 ? 0 : strlen(err->msg);
     if (*nerr == 1)
         err->msg[0] = '\0';
-    snprintf(err->msg + used, sizeof(err->msg) - used, "%sline %zu: %s",
-             *nerr == 1 ? "" : "; ", lineno, why);
+    snprintf(err->msg + used, sizeof(err->msg) - used, "%sline %zu: %s", *nerr == 1 ? "" : "; ",
+             lineno, why);
 }
 
 /* Parses a value; writes the unquoted text to out. Returns false on bad quoting. */

@@ -21,8 +21,8 @@ int file_read_all(const char *path, size_t max, struct buf *out, struct err *err
     struct stat st;
     if (fstat(fd, &st) == 0 && S_ISREG(st.st_mode)) {
         if ((unsigned long long)st.st_size > max) {
-            rc = err_set(err, E_TOO_BIG, "%s is %lld bytes, more than the limit of %zu bytes",
-                         name, (long long)st.st_size, max);
+            rc = err_set(err, E_TOO_BIG, "%s is %lld bytes, more than the limit of %zu bytes", name,
+                         (long long)st.st_size, max);
             goto out;
         }
         if ((rc = buf_reserve(out, (size_t)st.st_size))) {

@@ -119,10 +119,8 @@ static int map_curl(struct http *h, CURLcode cc, const char *url, struct err *er
         return err_set(err, E_NOMEM, "%s: out of memory receiving the response", url);
     case CURLE_FILESIZE_EXCEEDED:
         return err_set(err, E_TOO_BIG, "%s: the response is larger than %zu bytes", url, h->max);
-    case CURLE_ABORTED_BY_CALLBACK:
-        return err_set(err, E_CANCELED, "%s: canceled", url);
-    default:
-        return err_set(err, E_HTTP, "%s: %s", url, detail);
+    case CURLE_ABORTED_BY_CALLBACK: return err_set(err, E_CANCELED, "%s: canceled", url);
+    default: return err_set(err, E_HTTP, "%s: %s", url, detail);
     }
 }
 
@@ -195,8 +193,8 @@ nomem:
     return E_NOMEM;
 }
 
-int http_perform(struct http *h, const struct http_request *req, long *ret_status,
-                 struct buf *out, struct err *err)
+int http_perform(struct http *h, const struct http_request *req, long *ret_status, struct buf *out,
+                 struct err *err)
 {
     struct curl_slist *hdrs = NULL;
     h->errbuf[0] = '\0';

@@ -94,7 +94,7 @@ static size_t utf8_len(const unsigned char *p, size_t avail)
 #define SWAR_ONES UINT64_C(0x0101010101010101)
 #define SWAR_HIGH UINT64_C(0x8080808080808080)
 /* Whether any byte of w is zero. */
-#define SWAR_HAS_ZERO(w) (((w) - SWAR_ONES) & ~(w) & SWAR_HIGH)
+#define SWAR_HAS_ZERO(w) (((w)-SWAR_ONES) & ~(w)&SWAR_HIGH)
 
 /* Whether the 8 bytes at p are all printable ASCII other than '"' and '\\' (the bytes a
  * string can hold without a closer look). */
@@ -102,7 +102,7 @@ static bool plain8(const unsigned char *p)
 {
     uint64_t w;
     memcpy(&w, p, 8);
-    uint64_t special = (w & SWAR_HIGH) |                      /* >= 0x80 */
+    uint64_t special = (w & SWAR_HIGH) |                           /* >= 0x80 */
                        ((w - SWAR_ONES * 0x20) & ~w & SWAR_HIGH) | /* < 0x20 */
                        SWAR_HAS_ZERO(w ^ (SWAR_ONES * '"')) | SWAR_HAS_ZERO(w ^ (SWAR_ONES * '\\'));
     return special == 0;

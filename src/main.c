@@ -98,8 +98,8 @@ static int load_config(struct config *cfg, const struct env *env, bool as_log)
  * once they are loaded: /proc/<pid>/environ (what `ps e` shows) reads that block. */
 static void scrub_environment(void)
 {
-    static const char *const secret_vars[] = {"OPENCTI_TOKEN=", "MQ_PASS=",
-                                              "MQ_USE_SSL_PASSPHRASE=", "MQ_USE_SSL_KEY="};
+    static const char *const secret_vars[] = {
+        "OPENCTI_TOKEN=", "MQ_PASS=", "MQ_USE_SSL_PASSPHRASE=", "MQ_USE_SSL_KEY="};
     for (char **e = environ; e && *e; e++) {
         for (size_t i = 0; i < sizeof(secret_vars) / sizeof(secret_vars[0]); i++) {
             size_t n = strlen(secret_vars[i]);
@@ -186,8 +186,10 @@ static int cmd_health(const struct env *env)
 {
     char *path = config_status_path(env);
     if (!path) {
-        fprintf(stderr, "%s: health: no status file (set CONNECTOR_STATUS_FILE for the "
-                        "daemon and for this command)\n", ODS_NAME);
+        fprintf(stderr,
+                "%s: health: no status file (set CONNECTOR_STATUS_FILE for the "
+                "daemon and for this command)\n",
+                ODS_NAME);
         return 1;
     }
     char why[700];
@@ -230,8 +232,8 @@ int main(int argc, char **argv)
             cmd = argv[i];
         } else if (cmd && strcmp(cmd, "split") == 0 && strcmp(argv[i], "--max-size") == 0) {
             if (++i == argc || parse_size(argv[i], &split_max)) {
-                fprintf(stderr, "%s: --max-size needs a number of bytes (at most %u)\n",
-                        ODS_NAME, (unsigned)SPLIT_MAX_INPUT);
+                fprintf(stderr, "%s: --max-size needs a number of bytes (at most %u)\n", ODS_NAME,
+                        (unsigned)SPLIT_MAX_INPUT);
                 return EXIT_USAGE;
             }
         } else if (cmd && strcmp(cmd, "split") == 0 && !arg) {

@@ -49,44 +49,44 @@
 #include "version.h"
 
 /* Defaults (mq_params_defaults). */
-#define MQ_DEFAULT_PORT               5672
-#define MQ_DEFAULT_HEARTBEAT_S        10 /* pycti's value */
-#define MQ_DEFAULT_WINDOW             256
-#define MQ_DEFAULT_MAX_MESSAGE_SIZE   ((size_t)16 * 1024 * 1024) /* RabbitMQ 4's default */
-#define MQ_DEFAULT_CONNECT_TIMEOUT_MS 10000                      /* pika's socket timeout */
-#define MQ_DEFAULT_GIVE_UP_MS         (5 * 60 * 1000)
+#define MQ_DEFAULT_PORT 5672
+#define MQ_DEFAULT_HEARTBEAT_S 10 /* pycti's value */
+#define MQ_DEFAULT_WINDOW 256
+#define MQ_DEFAULT_MAX_MESSAGE_SIZE ((size_t)16 * 1024 * 1024) /* RabbitMQ 4's default */
+#define MQ_DEFAULT_CONNECT_TIMEOUT_MS 10000                    /* pika's socket timeout */
+#define MQ_DEFAULT_GIVE_UP_MS (5 * 60 * 1000)
 #define MQ_DEFAULT_BACKOFF_INITIAL_MS 500
-#define MQ_DEFAULT_BACKOFF_MAX_MS     30000
-#define MQ_DEFAULT_DRAIN_MS           5000
+#define MQ_DEFAULT_BACKOFF_MAX_MS 30000
+#define MQ_DEFAULT_DRAIN_MS 5000
 
 /* Hard limits on parameters. */
-#define MQ_WINDOW_MAX       65536                       /* ring and retry list are preallocated */
+#define MQ_WINDOW_MAX 65536                             /* ring and retry list are preallocated */
 #define MQ_MESSAGE_SIZE_MAX ((size_t)512 * 1024 * 1024) /* RabbitMQ's own ceiling */
-#define MQ_HEARTBEAT_MAX_S  65535                       /* a 16-bit field in connection.tune */
-#define MQ_FRAME_MAX        131072                      /* AMQP_DEFAULT_FRAME_SIZE */
-#define MQ_CHANNEL_ID_MAX   65535
+#define MQ_HEARTBEAT_MAX_S 65535                        /* a 16-bit field in connection.tune */
+#define MQ_FRAME_MAX 131072                             /* AMQP_DEFAULT_FRAME_SIZE */
+#define MQ_CHANNEL_ID_MAX 65535
 
 /* Loop timing. */
-#define MQ_SERVICE_INTERVAL_MS 100  /* the hook's contract is "at least every 200 ms" */
-#define MQ_WAIT_SLICE_MS       50   /* longest single wait anywhere in the loop */
-#define MQ_WRITE_WAIT_MS       2    /* re-check a full socket this often */
-#define MQ_SEND_BURST          64   /* publishes between two reads of the socket */
-#define MQ_READ_BURST          1024 /* frames handled per read round */
-#define MQ_CLOSE_TIMEOUT_MS    1000 /* channel.close and connection.close at the end */
+#define MQ_SERVICE_INTERVAL_MS 100 /* the hook's contract is "at least every 200 ms" */
+#define MQ_WAIT_SLICE_MS 50        /* longest single wait anywhere in the loop */
+#define MQ_WRITE_WAIT_MS 2         /* re-check a full socket this often */
+#define MQ_SEND_BURST 64           /* publishes between two reads of the socket */
+#define MQ_READ_BURST 1024         /* frames handled per read round */
+#define MQ_CLOSE_TIMEOUT_MS 1000   /* channel.close and connection.close at the end */
 
 /* Per-message retry bounds. */
-#define MQ_MAX_RETURNS               5
-#define MQ_MAX_NACKS                 5
+#define MQ_MAX_RETURNS 5
+#define MQ_MAX_NACKS 5
 #define MQ_RETURN_BACKOFF_INITIAL_MS 100
-#define MQ_RETURN_BACKOFF_MAX_MS     2000
-#define MQ_NACK_BACKOFF_INITIAL_MS   200
-#define MQ_NACK_BACKOFF_MAX_MS       5000
+#define MQ_RETURN_BACKOFF_MAX_MS 2000
+#define MQ_NACK_BACKOFF_INITIAL_MS 200
+#define MQ_NACK_BACKOFF_MAX_MS 5000
 
-#define MQ_TEXT_MAX        256 /* broker reply texts we keep */
-#define MQ_PEM_MARK        "-----BEGIN"
+#define MQ_TEXT_MAX 256 /* broker reply texts we keep */
+#define MQ_PEM_MARK "-----BEGIN"
 #define MQ_TMP_DIR_DEFAULT "/tmp"
-#define MQ_FNV_OFFSET      0xcbf29ce484222325ULL
-#define MQ_FNV_PRIME       0x100000001b3ULL
+#define MQ_FNV_OFFSET 0xcbf29ce484222325ULL
+#define MQ_FNV_PRIME 0x100000001b3ULL
 
 /* rabbitmq-c 0.11 never loads OpenSSL's default verify paths, so "no CA given" means
  * loading the system bundle ourselves. Debian/Ubuntu, Fedora/RHEL, Alpine/macOS. */
@@ -415,12 +415,8 @@ static void describe_reply(struct pub *P, amqp_rpc_reply_t r, amqp_channel_t ch,
     char text[MQ_TEXT_MAX];
     int code = 0;
     switch (r.reply_type) {
-    case AMQP_RESPONSE_NORMAL:
-        textf(out, cap, "no error");
-        break;
-    case AMQP_RESPONSE_NONE:
-        textf(out, cap, "no reply from the broker");
-        break;
+    case AMQP_RESPONSE_NORMAL: textf(out, cap, "no error"); break;
+    case AMQP_RESPONSE_NONE: textf(out, cap, "no reply from the broker"); break;
     case AMQP_RESPONSE_LIBRARY_EXCEPTION:
         textf(out, cap, "%s", amqp_error_string2(r.library_error));
         break;
@@ -952,8 +948,7 @@ static void on_method(struct pub *P, amqp_frame_t *f)
             P->problem[0] = '\0'; /* a later give-up must not blame the lifted alarm */
             emit(P, MQ_EV_UNBLOCKED, SIZE_MAX, "publishing resumes");
             return;
-        default:
-            return;
+        default: return;
         }
     }
     if (f->channel != P->ch || P->state != ST_READY)
@@ -991,20 +986,15 @@ static void on_method(struct pub *P, amqp_frame_t *f)
         P->ret.digest = MQ_FNV_OFFSET;
         break;
     }
-    case AMQP_CHANNEL_CLOSE_METHOD:
-        on_channel_close(P, m->decoded);
-        break;
-    default:
-        break;
+    case AMQP_CHANNEL_CLOSE_METHOD: on_channel_close(P, m->decoded); break;
+    default: break;
     }
 }
 
 static void on_frame(struct pub *P, amqp_frame_t *f)
 {
     switch (f->frame_type) {
-    case AMQP_FRAME_METHOD:
-        on_method(P, f);
-        return;
+    case AMQP_FRAME_METHOD: on_method(P, f); return;
     case AMQP_FRAME_HEADER:
         if (!P->ret.active || P->ret.have_header || f->channel != P->ch)
             return;
@@ -1022,8 +1012,7 @@ static void on_frame(struct pub *P, amqp_frame_t *f)
         if (P->ret.got >= P->ret.size)
             finish_return(P);
         return;
-    default:
-        return;
+    default: return;
     }
 }
 
@@ -1345,9 +1334,7 @@ int mq_publish(const struct mq_params *p, const struct mq_source *src, const str
                 pump(&P,
                      min64(MQ_WAIT_SLICE_MS, min64(P.reconnect_at - now, P.next_service - now)));
             break;
-        case ST_READY:
-            ready_round(&P);
-            break;
+        case ST_READY: ready_round(&P); break;
         }
     }
     close_conn(&P);

@@ -38,11 +38,11 @@ static const char Q_REPORT_EXPECTATION[] =
 
 /* Registration input fields an older platform may not know (dropped on rejection). */
 static const char *const optional_register_fields[] = {"auto_update", "enrichment_resolution",
-                                                        "listen_callback_uri"};
+                                                       "listen_callback_uri"};
 #define N_OPTIONAL_REGISTER 3
 
 struct opencti {
-    char *url;   /* ".../graphql" */
+    char *url; /* ".../graphql" */
     char *token;
     struct http *http;
     int64_t timeout_ms;
@@ -150,8 +150,7 @@ int gql_parse(long status, const char *body, size_t len, cJSON **ret_data, char 
         else if (schema_rejection(msg, cs, rejected, cap))
             rc = err_set(err, E_GQL_SCHEMA, "%s", msg);
         else
-            rc = err_set(err, E_GQL, "%s%s%s%s", msg, cs ? " (" : "", cs ? cs : "",
-                         cs ? ")" : "");
+            rc = err_set(err, E_GQL, "%s%s%s%s", msg, cs ? " (" : "", cs ? cs : "", cs ? ")" : "");
         goto out;
     }
     if (status != 200) {
@@ -303,8 +302,8 @@ static cJSON *register_vars(const struct opencti *o, const struct opencti_regist
     if (ok && !o->dropped_register[0])
         ok = cJSON_AddBoolToObject(input, "auto_update", in->auto_update) != NULL;
     if (ok && !o->dropped_register[1])
-        ok = cJSON_AddStringToObject(input, "enrichment_resolution",
-                                     in->enrichment_resolution) != NULL;
+        ok = cJSON_AddStringToObject(input, "enrichment_resolution", in->enrichment_resolution) !=
+             NULL;
     if (ok && !o->dropped_register[2])
         ok = cJSON_AddNullToObject(input, "listen_callback_uri") != NULL;
     if (!ok) {
@@ -344,8 +343,9 @@ int opencti_register(struct opencti *o, const struct opencti_register_input *in,
         cJSON *conn = cfg ? cJSON_GetObjectItemCaseSensitive(cfg, "connection") : NULL;
         if (!cJSON_IsObject(reg) || !cJSON_IsObject(cfg) || !cJSON_IsObject(conn)) {
             cJSON_Delete(data);
-            return err_set(err, E_GQL, "registerConnector returned no connector configuration "
-                                       "(does the token's user have the CONNECTORAPI capability?)");
+            return err_set(err, E_GQL,
+                           "registerConnector returned no connector configuration "
+                           "(does the token's user have the CONNECTORAPI capability?)");
         }
         struct opencti_registration r;
         memset(&r, 0, sizeof(r));
@@ -366,8 +366,9 @@ int opencti_register(struct opencti *o, const struct opencti_register_input *in,
         cJSON_Delete(data);
         if (!r.id || !r.push_routing || !r.push_exchange) {
             opencti_registration_release(&r);
-            return err_set(err, E_GQL, "registerConnector returned an incomplete configuration "
-                                       "(no id, push_routing or push_exchange)");
+            return err_set(err, E_GQL,
+                           "registerConnector returned an incomplete configuration "
+                           "(no id, push_routing or push_exchange)");
         }
         *ret = r;
         return 0;
@@ -417,8 +418,8 @@ int opencti_ping(struct opencti *o, const char *id, const char *state,
         }
         cJSON *data = NULL;
         char rejected[128];
-        int rc = opencti_query(o, o->ping_without_info ? Q_PING_OLD : Q_PING, vars, &data,
-                               rejected, sizeof(rejected), err);
+        int rc = opencti_query(o, o->ping_without_info ? Q_PING_OLD : Q_PING, vars, &data, rejected,
+                               sizeof(rejected), err);
         cJSON_Delete(vars);
         if (rc == E_GQL_SCHEMA && !o->ping_without_info) {
             o->ping_without_info = true;
@@ -431,8 +432,9 @@ int opencti_ping(struct opencti *o, const char *id, const char *state,
         cJSON *ping = cJSON_GetObjectItemCaseSensitive(data, "pingConnector");
         if (!cJSON_IsObject(ping)) {
             cJSON_Delete(data);
-            return err_set(err, E_GQL, "pingConnector returned no connector (was it deleted on "
-                                       "the platform?)");
+            return err_set(err, E_GQL,
+                           "pingConnector returned no connector (was it deleted on "
+                           "the platform?)");
         }
         cJSON *cs = cJSON_GetObjectItemCaseSensitive(ping, "connector_state");
         char *s = NULL;

@@ -65,8 +65,11 @@ cJSON *state_with_last_run(const cJSON *base, int64_t t)
 static unsigned utf8_next(const unsigned char *p, size_t *ret_len)
 {
     unsigned c = p[0];
-    size_t len = c < 0x80 ? 1 : c >= 0xC2 && c <= 0xDF ? 2 : c >= 0xE0 && c <= 0xEF ? 3
-                                                        : c >= 0xF0 && c <= 0xF4 ? 4 : 0;
+    size_t len = c < 0x80                 ? 1
+                 : c >= 0xC2 && c <= 0xDF ? 2
+                 : c >= 0xE0 && c <= 0xEF ? 3
+                 : c >= 0xF0 && c <= 0xF4 ? 4
+                                          : 0;
     if (len == 1) {
         *ret_len = 1;
         return c;

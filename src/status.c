@@ -100,8 +100,7 @@ int status_check(const char *path, int64_t now, char *why, size_t cap)
         snprintf(why, cap, "the daemon's loop has not run for %lld s (stuck?)",
                  (long long)(now - loop_at));
     else if (ping_ok == 0)
-        snprintf(why, cap, "the platform has not answered a ping yet (last error: %s)",
-                 last_error);
+        snprintf(why, cap, "the platform has not answered a ping yet (last error: %s)", last_error);
     else if (now - ping_ok > STATUS_PING_GRACE_INTERVALS * every + 30)
         snprintf(why, cap, "the last successful ping was %lld s ago (last error: %s)",
                  (long long)(now - ping_ok), last_error);

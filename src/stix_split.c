@@ -43,32 +43,106 @@
 
 /* ---- supported types (pycti 6.8.10 supported_types, PROTOCOL.md §4.7) ---------------- */
 
-#define T(x) {x, sizeof(x) - 1}
+#define T(x)                                                                                       \
+    {                                                                                              \
+        x, sizeof(x) - 1                                                                           \
+    }
 static const struct {
     const char *name;
     size_t len;
-} supported_types[] = {
-    T("label"), T("vocabulary"), T("kill-chain-phase"), T("attack-pattern"), T("campaign"),
-    T("case-incident"), T("x-opencti-case-incident"), T("case-rfi"), T("x-opencti-case-rfi"),
-    T("case-rft"), T("x-opencti-case-rft"), T("channel"), T("course-of-action"),
-    T("data-component"), T("x-mitre-data-component"), T("data-source"),
-    T("x-mitre-data-source"), T("event"), T("external-reference"), T("feedback"),
-    T("x-opencti-feedback"), T("grouping"), T("identity"), T("incident"), T("indicator"),
-    T("infrastructure"), T("intrusion-set"), T("language"), T("location"), T("malware"),
-    T("malware-analysis"), T("marking-definition"), T("narrative"), T("note"),
-    T("observed-data"), T("opinion"), T("report"), T("task"), T("x-opencti-task"),
-    T("threat-actor"), T("tool"), T("vulnerability"), T("security-coverage"), T("user"),
-    T("group"), T("capability"), T("role"), T("settings"), T("notification"), T("work"),
-    T("trash"), T("draftworkspace"), T("playbook"), T("deleteoperation"), T("workspace"),
-    T("publicdashboard"), T("autonomous-system"), T("directory"), T("domain-name"),
-    T("email-addr"), T("email-message"), T("email-mime-part-type"), T("artifact"), T("file"),
-    T("x509-certificate"), T("ipv4-addr"), T("ipv6-addr"), T("mac-addr"), T("mutex"),
-    T("network-traffic"), T("process"), T("software"), T("url"), T("user-account"),
-    T("windows-registry-key"), T("windows-registry-value-type"), T("hostname"),
-    T("cryptographic-key"), T("cryptocurrency-wallet"), T("text"), T("user-agent"),
-    T("bank-account"), T("phone-number"), T("credential"), T("tracking-number"),
-    T("payment-card"), T("media-content"), T("simple-observable"), T("persona"), T("ssh-key"),
-    T("relationship"), T("sighting"), T("pir")};
+} supported_types[] = {T("label"),
+                       T("vocabulary"),
+                       T("kill-chain-phase"),
+                       T("attack-pattern"),
+                       T("campaign"),
+                       T("case-incident"),
+                       T("x-opencti-case-incident"),
+                       T("case-rfi"),
+                       T("x-opencti-case-rfi"),
+                       T("case-rft"),
+                       T("x-opencti-case-rft"),
+                       T("channel"),
+                       T("course-of-action"),
+                       T("data-component"),
+                       T("x-mitre-data-component"),
+                       T("data-source"),
+                       T("x-mitre-data-source"),
+                       T("event"),
+                       T("external-reference"),
+                       T("feedback"),
+                       T("x-opencti-feedback"),
+                       T("grouping"),
+                       T("identity"),
+                       T("incident"),
+                       T("indicator"),
+                       T("infrastructure"),
+                       T("intrusion-set"),
+                       T("language"),
+                       T("location"),
+                       T("malware"),
+                       T("malware-analysis"),
+                       T("marking-definition"),
+                       T("narrative"),
+                       T("note"),
+                       T("observed-data"),
+                       T("opinion"),
+                       T("report"),
+                       T("task"),
+                       T("x-opencti-task"),
+                       T("threat-actor"),
+                       T("tool"),
+                       T("vulnerability"),
+                       T("security-coverage"),
+                       T("user"),
+                       T("group"),
+                       T("capability"),
+                       T("role"),
+                       T("settings"),
+                       T("notification"),
+                       T("work"),
+                       T("trash"),
+                       T("draftworkspace"),
+                       T("playbook"),
+                       T("deleteoperation"),
+                       T("workspace"),
+                       T("publicdashboard"),
+                       T("autonomous-system"),
+                       T("directory"),
+                       T("domain-name"),
+                       T("email-addr"),
+                       T("email-message"),
+                       T("email-mime-part-type"),
+                       T("artifact"),
+                       T("file"),
+                       T("x509-certificate"),
+                       T("ipv4-addr"),
+                       T("ipv6-addr"),
+                       T("mac-addr"),
+                       T("mutex"),
+                       T("network-traffic"),
+                       T("process"),
+                       T("software"),
+                       T("url"),
+                       T("user-account"),
+                       T("windows-registry-key"),
+                       T("windows-registry-value-type"),
+                       T("hostname"),
+                       T("cryptographic-key"),
+                       T("cryptocurrency-wallet"),
+                       T("text"),
+                       T("user-agent"),
+                       T("bank-account"),
+                       T("phone-number"),
+                       T("credential"),
+                       T("tracking-number"),
+                       T("payment-card"),
+                       T("media-content"),
+                       T("simple-observable"),
+                       T("persona"),
+                       T("ssh-key"),
+                       T("relationship"),
+                       T("sighting"),
+                       T("pir")};
 #undef T
 
 /* pycti: an id containing "--" is supported when the part before the first "--" is a
@@ -259,7 +333,7 @@ enum tkind { T_OTHER, T_RELATIONSHIP, T_SIGHTING };
 struct object {
     uint32_t mem_start, mem_count;
     uint32_t id_sid;
-    uint32_t iid[2]; /* internal ids (x_opencti_id, OpenCTI extension id) or NONE */
+    uint32_t iid[2];   /* internal ids (x_opencti_id, OpenCTI extension id) or NONE */
     uint32_t m_a, m_b; /* relationship: source_ref, target_ref; sighting: sighting_of_ref,
                           where_sighted_refs (member indices, NONE when absent) */
     uint32_t off;      /* where the object starts, for messages */
@@ -296,7 +370,7 @@ struct span32 {
 
 struct frame {
     uint32_t obj, item_sid, path_sid;
-    uint32_t mi;       /* next member to process */
+    uint32_t mi; /* next member to process */
     uint64_t nb_deps;
     /* while iterating a _refs member */
     uint32_t iter_pos; /* MS_ORIG: json_iter position; MS_LIST: next node */
@@ -318,7 +392,7 @@ struct split_result {
     const char *s;
     size_t n;
     struct split_options opt;
-    char bundle_id_gen[64]; /* when the bundle has no id */
+    char bundle_id_gen[64];  /* when the bundle has no id */
     struct span32 bundle_id; /* the raw id value, or len 0 */
 
     struct member *mem;
@@ -332,8 +406,8 @@ struct split_result {
     size_t stab_cap;
     struct arena arena;
 
-    struct u64set deps;     /* (a, b): a was found to depend on b (cache_refs) */
-    struct u64set listmem;  /* (list, sid) for lists longer than LIST_SCAN_MAX */
+    struct u64set deps;    /* (a, b): a was found to depend on b (cache_refs) */
+    struct u64set listmem; /* (list, sid) for lists longer than LIST_SCAN_MAX */
     struct list *lists;
     size_t nlists, caplists;
     struct lnode *nodes;
@@ -676,8 +750,8 @@ static int read_object(struct split_result *r, size_t off, size_t index, size_t 
     struct sstr *ide = &r->str[o->id_sid];
     if (ide->is_object_id) {
         size_t prev = ide->raw_obj != NONE ? ide->raw_obj : 0;
-        return perr(r, err, idv.off, "objects[%zu] repeats the id \"%.*s\" of objects[%zu]",
-                    index, (int)(ide->len > 200 ? 200 : ide->len), ide->p, prev);
+        return perr(r, err, idv.off, "objects[%zu] repeats the id \"%.*s\" of objects[%zu]", index,
+                    (int)(ide->len > 200 ? 200 : ide->len), ide->p, prev);
     }
     ide->is_object_id = 1;
     /* internal ids: x_opencti_id and extensions[OPENCTI_EXTENSION].id, when truthy strings */
@@ -1190,12 +1264,8 @@ static int step(struct split_result *r, int *ret_pushed)
         return follow_ref(r, rsid, false, ret_pushed);
     }
     case ROLE_EXTREFS:
-    case ROLE_KCP:
-        f->mi++;
-        return dedupe_member(r, m);
-    default:
-        f->mi++;
-        return 0;
+    case ROLE_KCP: f->mi++; return dedupe_member(r, m);
+    default: f->mi++; return 0;
     }
 }
 

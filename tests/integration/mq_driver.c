@@ -185,24 +185,15 @@ static void unroutable(void *ctx)
 static const char *event_name(enum mq_event ev)
 {
     switch (ev) {
-    case MQ_EV_CONNECTED:
-        return "CONNECTED";
-    case MQ_EV_CONNECT_FAILED:
-        return "CONNECT_FAILED";
-    case MQ_EV_LOST:
-        return "LOST";
-    case MQ_EV_BLOCKED:
-        return "BLOCKED";
-    case MQ_EV_UNBLOCKED:
-        return "UNBLOCKED";
-    case MQ_EV_RETURNED:
-        return "RETURNED";
-    case MQ_EV_NACKED:
-        return "NACKED";
-    case MQ_EV_MSG_FAILED:
-        return "MSG_FAILED";
-    case MQ_EV_LIMIT_LEARNED:
-        return "LIMIT_LEARNED";
+    case MQ_EV_CONNECTED: return "CONNECTED";
+    case MQ_EV_CONNECT_FAILED: return "CONNECT_FAILED";
+    case MQ_EV_LOST: return "LOST";
+    case MQ_EV_BLOCKED: return "BLOCKED";
+    case MQ_EV_UNBLOCKED: return "UNBLOCKED";
+    case MQ_EV_RETURNED: return "RETURNED";
+    case MQ_EV_NACKED: return "NACKED";
+    case MQ_EV_MSG_FAILED: return "MSG_FAILED";
+    case MQ_EV_LIMIT_LEARNED: return "LIMIT_LEARNED";
     }
     return "UNKNOWN";
 }

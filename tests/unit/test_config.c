@@ -327,8 +327,9 @@ static void test_durations(void)
         CHECK_INT_EQ(duration_parse(ok[i].s, &ms), 0);
         CHECK_INT_EQ(ms, ok[i].ms);
     }
-    static const char *const bad[] = {"", "P", "PT", "7D", "P7", "P-1D", "PT1H2H", "P1H",
-                                      "PT1M1H", "P1.5D", "PT1.5S2M", "P1DT", "P1000Y", "1h"};
+    static const char *const bad[] = {"",         "P",      "PT",     "7D",     "P7",
+                                      "P-1D",     "PT1H2H", "P1H",    "PT1M1H", "P1.5D",
+                                      "PT1.5S2M", "P1DT",   "P1000Y", "1h"};
     for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
         int64_t ms;
         if (duration_parse(bad[i], &ms) == 0)

@@ -15,9 +15,9 @@
 #include "check.h"
 #include "mq.h"
 
-#define SECRET_PASS        "pw-Secr3t-xyz"
-#define SECRET_PHRASE      "phrase-Secr3t-abc"
-#define TEST_MSGS          4
+#define SECRET_PASS "pw-Secr3t-xyz"
+#define SECRET_PHRASE "phrase-Secr3t-abc"
+#define TEST_MSGS 4
 #define SERVICE_GAP_MAX_MS 200 /* the contract in mq.h */
 
 struct rec {

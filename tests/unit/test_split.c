@@ -121,7 +121,8 @@ static const struct rule_case cases[] = {
      B(I("a", ",\"created_by_ref\":\"identity--a\"")),
      {I("a", ",\"created_by_ref\":null,\"nb_deps\":1")}},
     {"two-cycle: the object reached second loses the back edge",
-     B(I("a", ",\"created_by_ref\":\"identity--b\"") "," I("b", ",\"created_by_ref\":\"identity--a\"")),
+     B(I("a", ",\"created_by_ref\":\"identity--b\"") "," I("b",
+                                                           ",\"created_by_ref\":\"identity--a\"")),
      {I("b", ",\"created_by_ref\":null,\"nb_deps\":1"),
       I("a", ",\"created_by_ref\":\"identity--b\",\"nb_deps\":2")}},
     {"unsupported types: _ref nulled, _refs element removed",
@@ -133,10 +134,10 @@ static const struct rule_case cases[] = {
      B(I("a", ",\"created_by_ref\":\"identity--gone\"")),
      {I("a", ",\"created_by_ref\":\"identity--gone\",\"nb_deps\":1")}},
     {"duplicates are kept once but counted each time",
-     B("{\"type\":\"report\",\"id\":\"report--r\",\"object_refs\":[\"identity--a\",\"identity--a\"]},"
-       I("a", "")),
-     {I("a", ",\"nb_deps\":1"),
-      "{\"type\":\"report\",\"id\":\"report--r\",\"object_refs\":[\"identity--a\"],\"nb_deps\":3}"}},
+     B("{\"type\":\"report\",\"id\":\"report--r\",\"object_refs\":[\"identity--a\",\"identity--a\"]"
+       "}," I("a", "")),
+     {I("a", ",\"nb_deps\":1"), "{\"type\":\"report\",\"id\":\"report--r\",\"object_refs\":["
+                                "\"identity--a\"],\"nb_deps\":3}"}},
     {"external references: first per url, or per source_name+external_id; no id dropped",
      B(I("a", ",\"external_references\":[{\"url\":\"https://x\"},{\"url\":\"https://x\","
               "\"description\":\"dup\"},{\"source_name\":\"s\",\"external_id\":\"e\"},"
@@ -152,16 +153,18 @@ static const struct rule_case cases[] = {
       "{\"kill_chain_name\":\"k\",\"phase_name\":\"p\"},{\"kill_chain_name\":\"k\","
       "\"phase_name\":\"q\"}],\"nb_deps\":1}"}},
     {"relationships need both ends, sightings a sighting_of_ref and where_sighted_refs",
-     B(I("a", "") ","
-       "{\"type\":\"relationship\",\"id\":\"relationship--1\",\"source_ref\":\"identity--a\","
-       "\"target_ref\":\"x-mitre-tactic--t\"},"
-       "{\"type\":\"relationship\",\"id\":\"relationship--2\",\"source_ref\":\"identity--a\"},"
-       "{\"type\":\"sighting\",\"id\":\"sighting--1\",\"sighting_of_ref\":\"identity--a\"},"
-       "{\"type\":\"sighting\",\"id\":\"sighting--2\",\"sighting_of_ref\":\"identity--a\","
-       "\"where_sighted_refs\":[\"x-mitre-tactic--t\"]},"
-       "{\"type\":\"sighting\",\"id\":\"sighting--3\",\"sighting_of_ref\":\"identity--a\","
-       "\"where_sighted_refs\":[\"identity--a\"]},"
-       "{\"type\":\"x-mitre-tactic\",\"id\":\"x-mitre-tactic--t\"}"),
+     B(I("a",
+         "") ","
+             "{\"type\":\"relationship\",\"id\":\"relationship--1\",\"source_ref\":\"identity--a\","
+             "\"target_ref\":\"x-mitre-tactic--t\"},"
+             "{\"type\":\"relationship\",\"id\":\"relationship--2\",\"source_ref\":\"identity--a\"}"
+             ","
+             "{\"type\":\"sighting\",\"id\":\"sighting--1\",\"sighting_of_ref\":\"identity--a\"},"
+             "{\"type\":\"sighting\",\"id\":\"sighting--2\",\"sighting_of_ref\":\"identity--a\","
+             "\"where_sighted_refs\":[\"x-mitre-tactic--t\"]},"
+             "{\"type\":\"sighting\",\"id\":\"sighting--3\",\"sighting_of_ref\":\"identity--a\","
+             "\"where_sighted_refs\":[\"identity--a\"]},"
+             "{\"type\":\"x-mitre-tactic\",\"id\":\"x-mitre-tactic--t\"}"),
      {I("a", ",\"nb_deps\":1"),
       "{\"type\":\"sighting\",\"id\":\"sighting--3\",\"sighting_of_ref\":\"identity--a\","
       "\"where_sighted_refs\":[\"identity--a\"],\"nb_deps\":3}"},
@@ -191,8 +194,8 @@ static const struct rule_case cases[] = {
      B(I("a", ",\"created_by_ref\":\"identity--\\u0062\"") "," I("b", "")),
      {I("b", ",\"nb_deps\":1"), I("a", ",\"created_by_ref\":\"identity--b\",\"nb_deps\":2")}},
     {"deviation: an object reached through its x_opencti_id is emitted once",
-     B("{\"type\":\"report\",\"id\":\"report--r\",\"object_refs\":[\"1111\"]},"
-       I("a", ",\"x_opencti_id\":\"1111\"")),
+     B("{\"type\":\"report\",\"id\":\"report--r\",\"object_refs\":[\"1111\"]}," I(
+         "a", ",\"x_opencti_id\":\"1111\"")),
      {I("a", ",\"x_opencti_id\":\"1111\",\"nb_deps\":1"),
       "{\"type\":\"report\",\"id\":\"report--r\",\"object_refs\":[\"1111\"],\"nb_deps\":2}"}},
     {"deviation: a _refs value that is not an array is left untouched",
@@ -352,7 +355,8 @@ static void test_million_chain(void)
     buf_init(&b, (size_t)1 << 31);
     CHECK_INT_EQ(buf_adds(&b, "{\"type\":\"bundle\",\"id\":\"bundle--c\",\"objects\":["), 0);
     for (size_t k = n; k-- > 0;) {
-        int rc = buf_printf(&b, "%s{\"type\":\"report\",\"id\":\"report--%zu\"", k + 1 < n ? "," : "", k);
+        int rc = buf_printf(&b, "%s{\"type\":\"report\",\"id\":\"report--%zu\"",
+                            k + 1 < n ? "," : "", k);
         if (!rc && k > 0)
             rc = buf_printf(&b, ",\"object_refs\":[\"report--%zu\"]", k - 1);
         if (!rc)
@@ -381,7 +385,8 @@ static void test_million_refs(void)
     struct buf b;
     buf_init(&b, (size_t)1 << 31);
     CHECK_INT_EQ(buf_adds(&b, "{\"objects\":[{\"type\":\"report\",\"id\":\"report--big\","
-                              "\"object_refs\":["), 0);
+                              "\"object_refs\":["),
+                 0);
     for (size_t k = 0; k < n; k++)
         CHECK_INT_EQ(buf_printf(&b, "%s\"identity--%zu\"", k ? "," : "", k), 0);
     CHECK_INT_EQ(buf_adds(&b, "]}"), 0);

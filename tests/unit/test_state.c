@@ -45,9 +45,9 @@ static void test_state_serialize(void)
     CHECK_STR_EQ(text, "{\"last_run\": 1700000000}"); /* Python's json.dumps */
     free(text);
     cJSON *base = NULL;
-    CHECK_INT_EQ(state_parse("{\"last_run\": \"2023-01-01T00:00:00Z\", \"note\": \"\\u00e9\\n\"}",
-                             &base),
-                 STATE_OBJECT);
+    CHECK_INT_EQ(
+        state_parse("{\"last_run\": \"2023-01-01T00:00:00Z\", \"note\": \"\\u00e9\\n\"}", &base),
+        STATE_OBJECT);
     cJSON *n = state_with_last_run(base, 1700000001);
     text = state_serialize(n);
     CHECK_STR_EQ(text, "{\"last_run\": 1700000001, \"note\": \"\\u00e9\\n\"}");
@@ -89,7 +89,8 @@ static void test_gql_body(void)
     cJSON *v = cJSON_CreateObject();
     cJSON_AddStringToObject(v, "id", "x\"y");
     char *b = gql_body("query Q { about { version } }", v);
-    CHECK_STR_EQ(b, "{\"query\":\"query Q { about { version } }\",\"variables\":{\"id\":\"x\\\"y\"}}");
+    CHECK_STR_EQ(b,
+                 "{\"query\":\"query Q { about { version } }\",\"variables\":{\"id\":\"x\\\"y\"}}");
     free(b);
     b = gql_body("query Q { a }", NULL);
     CHECK_STR_EQ(b, "{\"query\":\"query Q { a }\",\"variables\":{}}");
@@ -112,34 +113,39 @@ static void test_gql_parse(void)
     CHECK_NOT_NULL(cJSON_GetObjectItem(data, "about"));
     cJSON_Delete(data);
 
-    CHECK_INT_EQ(parse(200, "{\"errors\":[{\"message\":\"You must be logged in to do this.\","
-                            "\"extensions\":{\"code\":\"AUTH_REQUIRED\"}}],\"data\":null}",
+    CHECK_INT_EQ(parse(200,
+                       "{\"errors\":[{\"message\":\"You must be logged in to do this.\","
+                       "\"extensions\":{\"code\":\"AUTH_REQUIRED\"}}],\"data\":null}",
                        &data, rej, &e),
                  E_GQL_AUTH);
     CHECK_STR_CONTAINS(e.msg, "You must be logged in");
 
-    CHECK_INT_EQ(parse(400, "{\"errors\":[{\"message\":\"Variable \\\"$input\\\" got invalid value "
-                            "{...}; Field \\\"auto_update\\\" is not defined by type "
-                            "\\\"RegisterConnectorInput\\\".\",\"extensions\":{\"code\":"
-                            "\"BAD_USER_INPUT\"}}]}",
+    CHECK_INT_EQ(parse(400,
+                       "{\"errors\":[{\"message\":\"Variable \\\"$input\\\" got invalid value "
+                       "{...}; Field \\\"auto_update\\\" is not defined by type "
+                       "\\\"RegisterConnectorInput\\\".\",\"extensions\":{\"code\":"
+                       "\"BAD_USER_INPUT\"}}]}",
                        &data, rej, &e),
                  E_GQL_SCHEMA);
     CHECK_STR_EQ(rej, "auto_update");
 
-    CHECK_INT_EQ(parse(400, "{\"errors\":[{\"message\":\"Unknown argument \\\"connectorInfo\\\" on "
-                            "field \\\"Mutation.pingConnector\\\".\",\"extensions\":{\"code\":"
-                            "\"GRAPHQL_VALIDATION_FAILED\"}}]}",
+    CHECK_INT_EQ(parse(400,
+                       "{\"errors\":[{\"message\":\"Unknown argument \\\"connectorInfo\\\" on "
+                       "field \\\"Mutation.pingConnector\\\".\",\"extensions\":{\"code\":"
+                       "\"GRAPHQL_VALIDATION_FAILED\"}}]}",
                        &data, rej, &e),
                  E_GQL_SCHEMA);
     CHECK_STR_EQ(rej, "connectorInfo");
 
-    CHECK_INT_EQ(parse(400, "{\"errors\":[{\"message\":\"Unknown type \\\"ConnectorInfoInput\\\".\"}]}",
+    CHECK_INT_EQ(parse(400,
+                       "{\"errors\":[{\"message\":\"Unknown type \\\"ConnectorInfoInput\\\".\"}]}",
                        &data, rej, &e),
                  E_GQL_SCHEMA);
     CHECK_STR_EQ(rej, "ConnectorInfoInput");
 
-    CHECK_INT_EQ(parse(200, "{\"errors\":[{\"message\":\"No connector found with the specified "
-                            "ID\",\"name\":\"FUNCTIONAL_ERROR\"}]}",
+    CHECK_INT_EQ(parse(200,
+                       "{\"errors\":[{\"message\":\"No connector found with the specified "
+                       "ID\",\"name\":\"FUNCTIONAL_ERROR\"}]}",
                        &data, rej, &e),
                  E_GQL);
     CHECK_STR_CONTAINS(e.msg, "No connector found");
