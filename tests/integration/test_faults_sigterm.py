@@ -1,0 +1,86 @@
+"""SIGTERM while a run publishes.
+
+* test_sigterm_mid_publish: SIGTERM while a 60,000-object dataset is being published
+  (worker off). The daemon exits 0 within seconds, logs "Connector stop", stores no
+  last_run; the dataset's "C/N messages confirmed: interrupted: the connector is
+  stopping" line never claims more than the queue holds: messages 1..C are all in the
+  queue, and the queue holds at most one window more (published, unconfirmed, persisted
+  anyway), no duplicate; the unsent messages reported to the work never exceed N - C
+  (nothing is counted both sent and unsent). Last, the work is told processed in error
+  with that reason within the shutdown budget, so that it does not stay in progress.
+"""
+
+import sys
+import signal
+import time
+
+from daemon_scenarios import (RUN_SUCCESS, STOPPED, check, eq, run_tests, scenario, shared_broker,
+                              to_processed)
+from fault_scenarios import (CONNECTED, big_dataset, big_env, check_messages, dataset_result,
+                             duplicates, error_reports, read_queue, seq_counts, wait_depth)
+
+N = 60000
+WINDOW = 256
+EXIT_WITHIN_S = 15  # drain 2 s + reports to the work bounded by 5 s + toProcessed
+
+
+def test_sigterm_mid_publish():
+    path = big_dataset(N)
+    broker = shared_broker()
+    with scenario(broker=broker, worker=False) as s:
+        p = s.platform
+        q = p.queue_name("push", s.cid)
+        try:
+            d = s.daemon(env=big_env(s, path, MQ_CONFIRM_WINDOW=WINDOW))
+            d.wait_for_log(CONNECTED, 60)
+            wait_depth(p, q, N // 6, 60, daemon=d)
+            t0 = time.monotonic()
+            d.signal(signal.SIGTERM)
+            eq(d.wait_exit(EXIT_WITHIN_S + 15), 0, "exit status after SIGTERM")
+            took = time.monotonic() - t0
+            check(took <= EXIT_WITHIN_S, "exits within %d s of SIGTERM" % EXIT_WITHIN_S, took)
+            d.wait_for_log(STOPPED, 1)
+            check(not d.find_logs(RUN_SUCCESS), "the run is not reported successful")
+            c, expected, rec = dataset_result(d)
+            eq(expected, N, "expected messages")
+            check(0 < c < N, "interrupted mid-publish", c)
+            check("interrupted: the connector is stopping" in rec.message, "the reason", rec.message)
+            eq(rec["attributes"]["confirmed"], c, "confirmed attribute")
+            check(s.state() in (None, "null"), "no last_run stored", s.state())
+
+            works = s.works()
+            eq(len(works), 1, "one work")
+            w = works[0]
+            eq(w["import_expected_number"], N, "the work's expectations")
+            reported = len(error_reports(s, w["id"]))
+            check(reported + c <= N, "unsent reports + confirmed never exceed the expectations",
+                  reported, c)
+
+            records = read_queue(broker, q)
+            check_messages(records, w["id"])
+            seqs = set(seq_counts(records))
+            missing = set(range(1, c + 1)) - seqs
+            check(not missing, "every message counted as confirmed is in the queue",
+                  len(missing), sorted(missing)[:10])
+            check(c <= len(seqs) <= c + WINDOW,
+                  "the queue holds at most one window beyond the confirmed", c, len(seqs))
+            eq(duplicates(records), 0, "no duplicate")
+            print("  exited %.1fs after SIGTERM: %d confirmed, %d in the queue, %d of %d unsent "
+                  "reported to the work" % (took, c, len(seqs), reported, N - c))
+
+            # The run's end is reported to the work within the shutdown budget (connector.c:
+            # SHUTDOWN_REQUEST_TIMEOUT_MS, SHUTDOWN_REPORT_BUDGET_MS): toProcessed in error
+            # with the reason, so that the work does not stay "in progress" for ever.
+            check(not d.find_logs(r"^Cannot mark the work as processed$"),
+                  "the work is told processed while stopping",
+                  [r["attributes"] for r in d.find_logs(r"^Cannot mark the work as processed$")])
+            args = to_processed(s, w)
+            eq(args["inError"], True, "the work is in error")
+            check("connector is stopping" in args["message"], "the work's message", args["message"])
+            p.assert_no_violations()
+        finally:
+            p.delete_queue(q)
+
+
+if __name__ == "__main__":
+    sys.exit(run_tests(globals()))
