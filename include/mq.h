@@ -79,10 +79,12 @@ void mq_params_defaults(struct mq_params *p);
 
 /* A message's outcome, one byte per message in the caller's status array. */
 enum mq_msg_status {
-    MQ_MSG_PENDING = 0,   /* not confirmed (not sent, or in flight when we stopped) */
+    MQ_MSG_PENDING = 0,   /* never published */
     MQ_MSG_CONFIRMED = 1, /* the broker acknowledged it */
     MQ_MSG_FAILED = 2,    /* given up for this message alone (too large, render error,
-                             returned or nacked too many times) */
+                             returned or nacked too many times): not in the queue */
+    MQ_MSG_SENT = 3,      /* published, without an outcome (in flight when we stopped or
+                             gave up, or lost with a connection): it may be in the queue */
 };
 
 struct mq_source {

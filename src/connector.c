@@ -64,6 +64,12 @@
 #define MQ_BACKOFF_INITIAL_MS 500
 #define MQ_BACKOFF_MAX_MS (30 * MS_PER_S)
 #define MQ_DRAIN_MS (2 * MS_PER_S)
+#define UNROUTABLE_PING_MS (5 * MS_PER_S)
+/* Per-message failures logged one by one per dataset; the rest are counted. */
+#define FAILURES_LOGGED_MAX 5
+/* Unsent messages reported one by one to the work (each shows in its errors); the rest
+ * are taken off its expectations in one call. */
+#define UNSENT_REPORTED_MAX 20
 /* pycti's connectorInfo constants: this connector does not buffer. */
 #define QUEUE_THRESHOLD_MB 500.0
 
@@ -566,6 +572,8 @@ struct publish_ctx {
     struct connector *c;
     struct dataset *ds;
     const struct split_result *split;
+    int64_t last_unroutable_ping; /* monotonic ms, 0: none yet */
+    size_t failures_logged;
 };
 
 static int mq_service_hook(void *ctx)
@@ -577,8 +585,16 @@ static int mq_service_hook(void *ctx)
 static void mq_unroutable_hook(void *ctx)
 {
     struct publish_ctx *p = ctx;
-    log_warn("Messages came back unroutable: the push queue is gone; pinging the platform so "
-             "that it declares it again");
+    /* One ping is what makes the platform declare the queue again; when returns go on,
+     * more pings would not help, so at most one per UNROUTABLE_PING_MS. */
+    int64_t now = mono_ms();
+    if (p->last_unroutable_ping && now - p->last_unroutable_ping < UNROUTABLE_PING_MS)
+        return;
+    if (!p->last_unroutable_ping)
+        log_kv(LOG_WARN, LOG_ATTRS(KV_STR("dataset", dataset_name(p->ds->kind))),
+               "Messages came back unroutable: the push queue is gone; pinging the platform "
+               "so that it declares it again");
+    p->last_unroutable_ping = now;
     (void)ping_now(p->c);
 }
 
@@ -603,8 +619,8 @@ static void mq_event_hook(void *ctx, enum mq_event ev, size_t i, const char *det
         break;
     case MQ_EV_LOST:
         log_kv(LOG_WARN, LOG_ATTRS(KV_STR("dataset", ds), KV_STR("reason", detail)),
-               "Lost the message broker; reconnecting and publishing again what was not "
-               "confirmed");
+               "Lost the connection or channel to the message broker; reopening it and "
+               "publishing again what was not confirmed");
         break;
     case MQ_EV_BLOCKED:
         log_kv(LOG_WARN, LOG_ATTRS(KV_STR("dataset", ds), KV_STR("reason", detail)),
@@ -758,7 +774,7 @@ static void publish(struct connector *c, struct dataset *ds, const char *work_id
         ds->failed = true;
         /* the broker could not be reached at all: the next datasets would wait as long */
         ds->broker_unreachable =
-            st.confirmed == 0 && (rc == E_MQ_GIVE_UP || rc == E_MQ_CONNECT || rc == E_TLS);
+            st.published == 0 && (rc == E_MQ_GIVE_UP || rc == E_MQ_CONNECT || rc == E_TLS);
         if (rc == E_CANCELED && !stopping())
             snprintf(ds->error, sizeof(ds->error),
                      "interrupted: the state was reset on the "
@@ -790,42 +806,62 @@ out:
 }
 
 /*
- * Tells the work about the messages that will never be processed (never published, or
- * published without a confirm), one failed expectation each with the object's id as the
- * source, so that the work completes instead of staying "in progress". Bounded by
- * deadline; pings go on in between.
+ * Tells the work about the messages that will never be processed, so that it completes
+ * instead of staying "in progress". A message published without a confirm (MQ_MSG_SENT)
+ * may still reach a worker, so it is reported on its own as a failed expectation: counts
+ * that move one by one always pass through "processed == expected". So are the first
+ * UNSENT_REPORTED_MAX of those that cannot arrive (never published, or failed), with the
+ * object's id as the source, so that they show in the work's errors; the rest of those
+ * are taken off the work's expectations in a single addExpectations(-n) (the platform adds
+ * n to its counters, negative or not: work.js and redis.ts, PROTOCOL.md §2.6). If that
+ * call fails they are reported one by one until the deadline. Pings go on in between.
  */
 static void report_unsent(struct connector *c, const char *work_id, struct dataset *ds,
                           int64_t deadline)
 {
     char reason[3 * ERR_MSG_MAX];
     snprintf(reason, sizeof(reason), "%s: not imported: %s", dataset_name(ds->kind), ds->error);
-    size_t left = 0, done = 0;
-    for (size_t i = 0; i < ds->expected; i++)
-        left += !ds->status || ds->status[i] != MQ_MSG_CONFIRMED;
-    for (size_t i = 0; i < ds->expected && done < left; i++) {
-        if (ds->status && ds->status[i] == MQ_MSG_CONFIRMED)
+    size_t left = 0, absent = 0, reported = 0, absent_reported = 0;
+    for (size_t i = 0; i < ds->expected; i++) {
+        uint8_t st = ds->status ? ds->status[i] : MQ_MSG_PENDING;
+        left += st != MQ_MSG_CONFIRMED;
+        absent += st == MQ_MSG_PENDING || st == MQ_MSG_FAILED;
+    }
+    size_t bulk = absent > UNSENT_REPORTED_MAX ? absent - UNSENT_REPORTED_MAX : 0;
+    struct err err = {{0}};
+    if (bulk && opencti_work_add_expectations(c->api, work_id, -(int64_t)bulk, &err)) {
+        log_kv(LOG_WARN, LOG_ATTRS(KV_STR("reason", err.msg)),
+               "Cannot take unsent messages off the work's expectations; reporting them one by "
+               "one");
+        bulk = 0;
+    }
+    for (size_t i = 0; i < ds->expected && reported + bulk < left; i++) {
+        uint8_t st = ds->status ? ds->status[i] : MQ_MSG_PENDING;
+        if (st == MQ_MSG_CONFIRMED)
             continue;
+        bool maybe_delivered = st == MQ_MSG_SENT;
+        if (!maybe_delivered && bulk && absent_reported >= UNSENT_REPORTED_MAX)
+            continue; /* taken off in bulk */
         if (mono_ms() >= deadline)
             break;
-        if (done % 32 == 0)
+        if (reported % 32 == 0)
             (void)service(c); /* keeps pinging; the outcome is checked by the caller */
         size_t len;
         const char *id = split_object_id(ds->split, i, &len);
         char source[256];
         snprintf(source, sizeof(source), "%.*s", (int)(len < 200 ? len : 200), id);
-        struct err err = {{0}};
         if (opencti_work_report_expectation(c->api, work_id, reason, source, &err)) {
             log_kv(LOG_ERROR, LOG_ATTRS(KV_STR("reason", err.msg)),
                    "Cannot report unsent messages to the work");
             break;
         }
-        done++;
+        reported++;
+        absent_reported += !maybe_delivered;
     }
-    if (done < left)
+    if (reported + bulk < left)
         log_kv(LOG_WARN,
                LOG_ATTRS(KV_STR("dataset", dataset_name(ds->kind)),
-                         KV_UINT("unreported", left - done)),
+                         KV_UINT("unreported", left - reported - bulk)),
                "Some unsent messages could not be reported; the work may stay in progress");
 }
 

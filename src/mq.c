@@ -813,6 +813,7 @@ static void settle_nack(struct pub *P, struct slot *s, int64_t now)
     if (c->nacks < UINT8_MAX)
         c->nacks++;
     P->st.nacked++;
+    set_problem(P, "the broker refuses messages (basic.nack)");
     emit(P, MQ_EV_NACKED, s->idx, "nacked by the broker (%u of %d attempts)", c->nacks,
          MQ_MAX_NACKS);
     if (c->nacks >= MQ_MAX_NACKS) {
@@ -858,6 +859,9 @@ static void finish_return(struct pub *P)
         s->returned = true;
         if (P->counts[s->idx].returns < UINT8_MAX)
             P->counts[s->idx].returns++;
+        set_problem(P, "messages come back unroutable (%s): no queue is bound to the routing "
+                       "key",
+                    P->ret.why);
         emit(P, MQ_EV_RETURNED, s->idx, "returned by the broker: %s (%u of %d)", P->ret.why,
              P->counts[s->idx].returns, MQ_MAX_RETURNS);
         return;
@@ -1102,6 +1106,9 @@ static bool publish_one(struct pub *P, size_t idx, bool is_retry)
         return true;
     }
 
+    /* From here on the broker may have it, whatever happens next. */
+    if (P->status[idx] == MQ_MSG_PENDING)
+        P->status[idx] = MQ_MSG_SENT;
     /* Into the ring first: if the publish fails, the loss handler finds it there. */
     struct slot *s = &P->ring[(P->ring_head + P->ring_len) % P->ring_cap];
     s->idx = idx;

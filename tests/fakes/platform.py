@@ -614,7 +614,7 @@ class Platform:
             return None
         try:
             conn = pika.BlockingConnection(self._amqp_params())
-        except (pika.exceptions.AMQPError, OSError):
+        except (pika.exceptions.AMQPError, pika.exceptions.AMQPConnectorException, OSError):
             raise gql.ResolverError("connect ECONNREFUSED 127.0.0.1:%d" % self.broker.port)
         try:
             ch = conn.channel()

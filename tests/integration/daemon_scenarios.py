@@ -307,6 +307,17 @@ def scenario(broker=None, platform=None, **platform_kw):
 
 # ---- messages ------------------------------------------------------------------------------
 
+def expectation_calls(s, work_id):
+    """The `expectations` argument of every addExpectations on the work, in order."""
+    return [e["args"]["expectations"] for e in s.work_events(work_id, "addExpectations")]
+
+
+def taken_off(s, work_id):
+    """How many messages the daemon took off the work's expectations in bulk (its negative
+    addExpectations for messages that cannot reach the queue: never published, or failed)."""
+    return -sum(n for n in expectation_calls(s, work_id) if n < 0)
+
+
 def ordered_envelope(body):
     """The envelope's (key, value) pairs in the order they were sent."""
     return json.loads(body.decode("utf-8"), object_pairs_hook=lambda pairs: pairs)

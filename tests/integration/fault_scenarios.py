@@ -32,7 +32,7 @@ GEN_STIX = os.path.join(ROOT, "bench", "gen_stix.py")
 # log messages (regexes searched in the message)
 CONNECTED = r"^Connected to the message broker$"
 CONNECT_FAILED = r"^Cannot connect to the message broker; retrying$"
-LOST = r"^Lost the message broker; reconnecting"
+LOST = r"^Lost the connection or channel to the message broker; reopening it"
 BLOCKED = r"^The message broker blocked publishing"
 UNBLOCKED = r"^The message broker resumed publishing$"
 UNROUTABLE = r"^Messages came back unroutable"
