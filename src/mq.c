@@ -859,8 +859,9 @@ static void finish_return(struct pub *P)
         s->returned = true;
         if (P->counts[s->idx].returns < UINT8_MAX)
             P->counts[s->idx].returns++;
-        set_problem(P, "messages come back unroutable (%s): no queue is bound to the routing "
-                       "key",
+        set_problem(P,
+                    "messages come back unroutable (%s): no queue is bound to the routing "
+                    "key",
                     P->ret.why);
         emit(P, MQ_EV_RETURNED, s->idx, "returned by the broker: %s (%u of %d)", P->ret.why,
              P->counts[s->idx].returns, MQ_MAX_RETURNS);
