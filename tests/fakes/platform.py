@@ -45,6 +45,9 @@ import uuid
 
 import pika
 import pika.exceptions
+# pika's connection workflow raises its own exceptions (a handshake timeout, for one),
+# outside pika.exceptions
+from pika.adapters.utils.connection_workflow import AMQPConnectorException
 
 from . import gql, graphql_server, schema_opencti
 
@@ -614,7 +617,7 @@ class Platform:
             return None
         try:
             conn = pika.BlockingConnection(self._amqp_params())
-        except (pika.exceptions.AMQPError, pika.exceptions.AMQPConnectorException, OSError):
+        except (pika.exceptions.AMQPError, AMQPConnectorException, OSError):
             raise gql.ResolverError("connect ECONNREFUSED 127.0.0.1:%d" % self.broker.port)
         try:
             ch = conn.channel()
