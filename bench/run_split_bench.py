@@ -47,12 +47,12 @@ def main():
         for n in sizes:
             path = os.path.join(tmp, "b%d.json" % n)
             subprocess.run([sys.executable, gen, str(n), path], check=True)
-            r = c_split(bench, path, 3 if n <= 100_000 else 1)
+            r = c_split(bench, path, 5 if n <= 100_000 else 3)
             py = model_split(path) if n <= 100_000 else None
             rows.append((n, r, py))
         rep = os.path.join(tmp, "report50k.json")
         subprocess.run([sys.executable, gen, "50000", rep, "report"], check=True)
-        rr = c_split(bench, rep, 5)
+        rr = c_split(bench, rep, 15)
         rpy = model_split(rep)
 
     print("Split benchmark: C splitter vs the Python reference model of pycti's algorithm "

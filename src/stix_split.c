@@ -374,6 +374,7 @@ struct sstr {
     uint32_t raw_obj;          /* pycti's raw_data[s] */
     uint32_t cache_obj;        /* pycti's cache_index[s] */
     uint32_t on_path;          /* times it is in parent_acc */
+    uint32_t visiting;         /* frames on the stack visiting through it (item_id) */
     uint32_t hash;             /* of the decoded bytes (intern table) */
     uint64_t dep_sig;          /* a one-word filter of the set deps(s): see dep_bit() */
     uint8_t supported;         /* 0 unknown, 1 yes, 2 no */
@@ -510,6 +511,7 @@ static int intern_bytes(struct split_result *r, const char *p, size_t n, struct 
     e->raw_obj = NONE;
     e->cache_obj = NONE;
     e->on_path = 0;
+    e->visiting = 0;
     e->hash = h;
     e->dep_sig = 0;
     e->supported = 0;
@@ -1066,6 +1068,14 @@ static uint64_t dep_bit(uint32_t sid)
 
 static int add_dep(struct split_result *r, uint32_t from, uint32_t to)
 {
+    /* The pair (from, to) is only ever looked up by a frame visiting through `to` (it is
+     * that frame's item, asking whether a candidate reference depends on it). Once a visit
+     * through `to` is complete and none is in progress, none will start (enter() answers
+     * from the cache), so the pair would never be read: most pairs of a bundle whose
+     * references point to objects listed before them. */
+    const struct sstr *t = &r->str[to];
+    if (t->cache_obj != NONE && t->visiting == 0)
+        return 0;
     r->str[from].dep_sig |= dep_bit(to);
     return u64set_add(&r->deps, pair(from, to));
 }
@@ -1110,6 +1120,7 @@ static int enter(struct split_result *r, uint32_t sid, uint32_t path_sid, uint64
     f->pending = NONE;
     if (path_sid != NONE)
         r->str[path_sid].on_path++;
+    r->str[sid].visiting++;
     *ret_pushed = 1;
     return 0;
 }
@@ -1174,6 +1185,7 @@ static int finish_frame(struct split_result *r, uint64_t *ret_value)
     }
     if (f->path_sid != NONE)
         r->str[f->path_sid].on_path--;
+    r->str[f->item_sid].visiting--;
     *ret_value = f->nb_deps;
     r->depth--;
     return 0;
