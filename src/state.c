@@ -15,7 +15,8 @@ enum state_parse_result state_parse(const char *text, cJSON **ret_obj)
     *ret_obj = NULL;
     if (!text || !*text || strcmp(text, "null") == 0)
         return STATE_EMPTY;
-    cJSON *v = cJSON_Parse(text);
+    /* the whole text must be one JSON value (cJSON_Parse ignores what follows) */
+    cJSON *v = cJSON_ParseWithOpts(text, NULL, true);
     if (!cJSON_IsObject(v)) {
         bool is_null = cJSON_IsNull(v);
         cJSON_Delete(v);
@@ -143,6 +144,8 @@ static int py_value(struct buf *b, const cJSON *v, int depth)
         return py_string(b, v->valuestring);
     if (cJSON_IsNumber(v)) {
         double d = v->valuedouble;
+        if (!isfinite(d))
+            return buf_adds(b, "null"); /* cJSON reads 1e999 as infinity; JSON has none */
         if (d == floor(d) && fabs(d) < 9e15)
             return buf_printf(b, "%lld", (long long)d);
         return buf_printf(b, "%.17g", d);
