@@ -8,19 +8,21 @@
  *  - a ping runs right after registration and right before every run: a reset made
  *    while we were down or idle is consumed there, never by the ping that carries a
  *    run's new state;
- *  - when a ping returns an empty state while ours is not, the operator reset it: we
- *    drop ours (never writing the stale one back) and run again at once. If that
- *    happens during or just after a run, the platform purged the queue under that run,
- *    so its state is not kept either and the datasets are imported again;
+ *  - when a ping returns the empty string, the operator reset the state (we always send
+ *    at least "null", so nothing else makes the platform answer ''): we drop ours
+ *    (never writing the stale one back) and run again at once. If that happens during
+ *    or just after a run (a first run included), the platform purged the queue under
+ *    that run, so its state is not kept either and the datasets are imported again;
  *  - a different non-empty state is adopted, except the one we held before our last
  *    change (a late echo of our own write, opencti#16612).
  *
  * Run rules. All datasets are fetched and split first, then the expectations of the
  * whole run are added at once (no early completion of the work between datasets), then
  * each dataset is published with confirms. Messages that could not be confirmed are
- * reported to the work as failed expectations, so the work completes (in error) instead
- * of staying "in progress". last_run advances only when every dataset was imported;
- * otherwise the run is retried after CONFIG_RETRY_INTERVAL (at most the period).
+ * accounted for on the work (report_unsent), so that it completes (in error) instead of
+ * staying "in progress". last_run advances only when every dataset was imported;
+ * otherwise the run is retried after CONFIG_RETRY_INTERVAL, doubling while it keeps
+ * failing (at most the period).
  */
 #include "connector.h"
 
@@ -81,7 +83,7 @@ struct dataset {
     size_t expected;         /* messages */
     size_t confirmed;        /* messages the broker acknowledged */
     uint8_t *status;         /* per message: enum mq_msg_status (NULL until published) */
-    bool broker_unreachable; /* gave up: nothing could be confirmed */
+    bool broker_unreachable; /* gave up before anything could be published */
     bool failed;
     char error[2 * ERR_MSG_MAX];
     int64_t fetch_ms, publish_ms;
