@@ -1169,19 +1169,20 @@ static int finish_frame(struct split_result *r, uint64_t *ret_value)
                 r->out[r->nout++] = f->obj;
                 o->emitted = 1;
             }
-        } else if (!o->incompatible && !o->emitted) {
+        } else if (!o->incompatible) {
             if (GROW(r->incompat, r->capincompat, r->nincompat + 1))
                 return E_NOMEM;
             r->incompat[r->nincompat++] = f->obj;
             o->incompatible = 1;
         }
         item->cache_obj = f->obj;
+        /* As pycti: cached under the id it was reached by and its internal ids, not under
+         * its own id when reached through an internal one. A later visit through its own id
+         * walks it again (that walk can clean more references and changes nb_deps, which
+         * the one copy sent shows); only the second emission is dropped. */
         for (int j = 0; j < 2; j++)
             if (o->iid[j] != NONE)
                 r->str[o->iid[j]].cache_obj = f->obj;
-        /* deviation: the object is also cached under its own id, so a visit first made
-         * through an internal id is not repeated through the id */
-        r->str[o->id_sid].cache_obj = f->obj;
     }
     if (f->path_sid != NONE)
         r->str[f->path_sid].on_path--;

@@ -47,8 +47,13 @@ def _enc(v, rnd, esc):
     return json.dumps(v)
 
 
-def gen(seed, n=40, escape_rate=0.1):
+def gen(seed, n=40, escape_rate=0.1, pycti_safe=False):
+    """pycti_safe: leave out what makes pycti 6.8.10 raise (a relationship or sighting
+    without its keys, non-string references, non-list reference lists, external references
+    that are not objects) and the documented deviations, so that its output can be
+    compared with ours."""
     rnd = random.Random(seed)
+    safe = pycti_safe
     ids = [_id(rnd.choice(TYPES), rnd) for _ in range(n)]
     aliases = {}
     missing = [_id(rnd.choice(TYPES), rnd) for _ in range(3)]
@@ -78,15 +83,15 @@ def gen(seed, n=40, escape_rate=0.1):
             return rnd.choice(ids)
 
         if t == "relationship":
-            if rnd.random() < 0.93:
+            if safe or rnd.random() < 0.93:
                 o["source_ref"] = pick() if rnd.random() < 0.95 else None
-            if rnd.random() < 0.93:
+            if safe or rnd.random() < 0.93:
                 o["target_ref"] = pick()
             o["relationship_type"] = "related-to"
         elif t == "sighting":
             o["sighting_of_ref"] = pick() if rnd.random() < 0.9 else None
             r = rnd.random()
-            if r < 0.8:
+            if r < 0.8 or safe:
                 o["where_sighted_refs"] = [pick() for _ in range(rnd.randint(0, 3))]
             elif r < 0.9:
                 o["where_sighted_refs"] = None
@@ -102,10 +107,10 @@ def gen(seed, n=40, escape_rate=0.1):
         if rnd.random() < 0.1:
             o["sample_ref"] = pick()
         if rnd.random() < 0.04:
-            o["object_refs"] = rnd.choice([None, [], "report--x", {"a": 1}, 5])
-        if rnd.random() < 0.03:
+            o["object_refs"] = rnd.choice([None, []] if safe else [None, [], "report--x", {"a": 1}, 5])
+        if rnd.random() < 0.03 and not safe:
             o["granular_refs"] = [1, None, pick(), {"x": pick()}]
-        if rnd.random() < 0.03:
+        if rnd.random() < 0.03 and not safe:
             o["odd_ref"] = rnd.choice([5, True, ["x"], {"y": 1}])
         if rnd.random() < 0.3:
             refs = []
@@ -126,7 +131,7 @@ def gen(seed, n=40, escape_rate=0.1):
                     e["description"] = "no id"
                 e["description"] = "d%d" % rnd.randint(0, 3)
                 refs.append(e)
-            if rnd.random() < 0.05:
+            if rnd.random() < 0.05 and not safe:
                 refs.append("not an object")
             o["external_references"] = refs
         if rnd.random() < 0.2:
@@ -135,7 +140,7 @@ def gen(seed, n=40, escape_rate=0.1):
                  "phase_name": rnd.choice(["persistence", "recon", None])}
                 for _ in range(rnd.randint(1, 4))]
         if rnd.random() < 0.02:
-            o["external_references"] = rnd.choice([None, "text", {"a": 1}])
+            o["external_references"] = None if safe else rnd.choice([None, "text", {"a": 1}])
         if rnd.random() < 0.03:
             o["nb_deps"] = 99
         o["name"] = rnd.choice(["plain", "ünï ✓", "quote\"back\\slash", "tab\there", "\U0001F600"])

@@ -167,18 +167,18 @@ class Model:
                     ok = item["sighting_of_ref"] is not None and len(item["where_sighted_refs"]) > 0
             else:
                 ok = supported(item_id)
-            if self.dev and id(item) in self.emitted:
-                pass
-            elif ok:
-                self.elements.append(item)
-                self.emitted.add(id(item))
+            if ok:
+                # deviation: never emit an object twice (pycti appends the same dict again
+                # when a later visit through another of its ids finds it compatible)
+                if not (self.dev and id(item) in self.emitted):
+                    self.elements.append(item)
+                    self.emitted.add(id(item))
             elif not (self.dev and any(i is item for i in self.incompatible)):
+                # as pycti, also when an earlier visit through another id emitted it
                 self.incompatible.append(item)
             self.cache_index[item_id] = item
             for iid in self._internal(item):
                 self.cache_index[iid] = item
-            if self.dev:
-                self.cache_index[item["id"]] = item
         return nb_deps
 
     def split(self, bundle):

@@ -198,6 +198,52 @@ static const struct rule_case cases[] = {
          "a", ",\"x_opencti_id\":\"1111\"")),
      {I("a", ",\"x_opencti_id\":\"1111\",\"nb_deps\":1"),
       "{\"type\":\"report\",\"id\":\"report--r\",\"object_refs\":[\"1111\"],\"nb_deps\":2}"}},
+    /* pycti caches a visit under the id it was reached by: A, reached first through
+     * "alias-a" (B's object_refs), is walked again from the top through identity--A, and
+     * so is B. The expected objects are pycti's (its algorithm, tests/tools/split_model.py
+     * run as pycti) without the second copy of each: A then B, with the counts of the
+     * second walks. */
+    {"deviation: an object walked again through its own id is sent once, as pycti's first",
+     B(I("A", ",\"x_opencti_id\":\"alias-a\",\"object_refs\":[\"alias-b\"]") "," I(
+         "B", ",\"x_opencti_id\":\"alias-b\",\"object_refs\":[\"identity--A\",\"alias-a\"]")),
+     {I("A", ",\"x_opencti_id\":\"alias-a\",\"object_refs\":[\"alias-b\"],\"nb_deps\":3"),
+      I("B", ",\"x_opencti_id\":\"alias-b\",\"object_refs\":[\"alias-a\"],\"nb_deps\":4")}},
+    /* The second walk of C (through identity--C, inside A's visit) removes identity--A
+     * from its object_refs: pycti sends C with [] (both copies are one dict). */
+    {"deviation: what a second walk cleans shows in the one copy sent",
+     B(I("A",
+         ",\"x_opencti_id\":\"alias-a\",\"object_refs\":[\"alias-b\",\"identity--E\","
+         "\"identity--C\"]") "," I("B",
+                                   ",\"x_opencti_id\":\"alias-b\"") "," I("C",
+                                                                          ",\"x_opencti_"
+                                                                          "id\":\"alias-"
+                                                                          "c\",\"object_"
+                                                                          "refs\":["
+                                                                          "\"identity--A\","
+                                                                          "\"identity--"
+                                                                          "E\"]") "," I("D",
+                                                                                        "") "," I("E",
+                                                                                                  ",\"created_by_ref\":\"identity--D\",\"object_refs\":[\"alias-a\","
+                                                                                                  "\"alias-c\"]")),
+     {I("B", ",\"x_opencti_id\":\"alias-b\",\"nb_deps\":1"), I("D", ",\"nb_deps\":1"),
+      I("C", ",\"x_opencti_id\":\"alias-c\",\"object_refs\":[],\"nb_deps\":1"),
+      I("E", ",\"created_by_ref\":\"identity--D\",\"object_refs\":[\"alias-a\",\"alias-c\"],"
+             "\"nb_deps\":7"),
+      I("A", ",\"x_opencti_id\":\"alias-a\",\"object_refs\":[\"alias-b\",\"identity--E\","
+             "\"identity--C\"],\"nb_deps\":10")}},
+    {"deviation: a sighting without sighting_of_ref is incompatible (pycti raises)",
+     B(I("a", "") ",{\"type\":\"sighting\",\"id\":\"sighting--1\",\"where_sighted_refs\":["
+                  "\"identity--a\"]}"),
+     {I("a", ",\"nb_deps\":1")},
+     1},
+    {"deviation: extensions or internal ids of the wrong shape are no internal ids",
+     B(I("a", ",\"extensions\":[\"x\"]") "," I(
+         "b", ",\"extensions\":{\"extension-definition--ea279b3e-5c71-4632-ac08-831c66a786ba\":"
+              "\"str\"}") "," I("c", ",\"x_opencti_id\":[\"l\"]")),
+     {I("a", ",\"extensions\":[\"x\"],\"nb_deps\":1"),
+      I("b", ",\"extensions\":{\"extension-definition--ea279b3e-5c71-4632-ac08-831c66a786ba\":"
+             "\"str\"},\"nb_deps\":1"),
+      I("c", ",\"x_opencti_id\":[\"l\"],\"nb_deps\":1")}},
     {"deviation: a _refs value that is not an array is left untouched",
      B(I("a", ",\"object_marking_refs\":\"marking-definition--m\",\"x_refs\":null")),
      {I("a", ",\"object_marking_refs\":\"marking-definition--m\",\"x_refs\":null,\"nb_deps\":1")}},
@@ -345,6 +391,26 @@ static void test_values_kept_exactly(void)
     split_free(r);
 }
 
+/* deviation: a lone surrogate in an external reference is kept, and the reference still
+ * deduplicated by it (pycti raises computing its id). Compared as text: cJSON refuses
+ * lone surrogates. */
+static void test_lone_surrogate_reference(void)
+{
+    const char *in = B(I("a", ",\"external_references\":[{\"url\":\"http://x/\\ud800\"},"
+                              "{\"url\":\"http://x/\\ud800\"},{\"url\":\"http://x/\\udc00\"}]"));
+    struct split_result *r = NULL;
+    struct err e;
+    CHECK_INT_EQ(split_bundle(in, strlen(in), NULL, &r, &e), 0);
+    CHECK_UINT_EQ(split_count(r), 1);
+    struct buf out;
+    buf_init(&out, 1 << 16);
+    CHECK_INT_EQ(split_render(r, 0, &out), 0);
+    CHECK_STR_CONTAINS(out.data, "\"external_references\":[{\"url\":\"http://x/\\ud800\"},"
+                                 "{\"url\":\"http://x/\\udc00\"}]");
+    buf_release(&out);
+    split_free(r);
+}
+
 /* ---- scale -------------------------------------------------------------------------------- */
 
 static void test_million_chain(void)
@@ -417,6 +483,7 @@ int main(void)
     RUN(test_generated_bundle_id);
     RUN(test_bad_input);
     RUN(test_values_kept_exactly);
+    RUN(test_lone_surrogate_reference);
     RUN(test_million_chain);
     RUN(test_million_refs);
     return check_summary();
