@@ -67,7 +67,6 @@ struct config {
     char *dataset_url[DATASET_COUNT]; /* NULL when disabled */
     int64_t retry_interval_ms;        /* CONFIG_RETRY_INTERVAL: after a failed run */
     int64_t fetch_timeout_ms;         /* CONFIG_FETCH_TIMEOUT: one download, all included */
-    int64_t connect_timeout_ms;       /* CONFIG_CONNECT_TIMEOUT: TCP + TLS, for HTTP */
     uint64_t max_dataset_size;        /* CONFIG_MAX_DATASET_SIZE, bytes */
 
     /* MQ_* : each override is NULL / -1 when not set (registration values apply) */

@@ -255,6 +255,36 @@ static bool is_pem(const char *s)
 
 /* ---- individual settings ------------------------------------------------------------- */
 
+/* The password of a URL's user information ("scheme://user:pass@host/..."): sets *len and
+ * returns where it starts, or NULL when the URL has none. The '@' must come before the
+ * first '/' of the authority, as RFC 3986 has it. */
+static const char *url_password(const char *url, size_t *len)
+{
+    const char *s = strstr(url, "://");
+    s = s ? s + 3 : url;
+    size_t auth = strcspn(s, "/?#");
+    const char *at = NULL;
+    for (size_t i = 0; i < auth; i++)
+        if (s[i] == '@')
+            at = s + i; /* the last one: a password may hold an unencoded '@' */
+    const char *colon = at ? memchr(s, ':', (size_t)(at - s)) : NULL;
+    if (!colon || at - colon - 1 <= 0)
+        return NULL;
+    *len = (size_t)(at - colon - 1);
+    return colon + 1;
+}
+
+/* url with its password, if any, replaced by "***", for error messages. */
+static const char *url_display(const char *url, char *out, size_t cap)
+{
+    size_t n;
+    const char *pw = url_password(url, &n);
+    if (!pw)
+        return url;
+    snprintf(out, cap, "%.*s***%s", (int)(pw - url), url, pw + n);
+    return out;
+}
+
 static int load_url(struct config *cfg, const struct env *env, struct diag *d)
 {
     const char *v = get(env, "OPENCTI_URL");
@@ -266,7 +296,9 @@ static int load_url(struct config *cfg, const struct env *env, struct diag *d)
     }
     if ((strncasecmp(v, "http://", 7) != 0 && strncasecmp(v, "https://", 8) != 0) ||
         strpbrk(v, " \t\r\n") || has_ctl(v)) {
-        diag_add(d, DIAG_ERROR, "OPENCTI_URL: \"%s\" is not an http:// or https:// URL", v);
+        char shown[512];
+        diag_add(d, DIAG_ERROR, "OPENCTI_URL: \"%s\" is not an http:// or https:// URL",
+                 url_display(v, shown, sizeof(shown)));
         return 0;
     }
     char *u = strdup(v);
@@ -446,10 +478,11 @@ static int load_dataset_url(struct config *cfg, const struct env *env, struct di
         return 0; /* disabled */
     if (strncasecmp(raw, "http://", 7) != 0 && strncasecmp(raw, "https://", 8) != 0 &&
         strncasecmp(raw, "file://", 7) != 0) {
+        char shown[512];
         diag_add(d, DIAG_ERROR,
                  "%s: \"%s\" is not an http://, https:// or file:// URL "
                  "(or false to disable the %s dataset)",
-                 name, raw, dataset_names[k]);
+                 name, url_display(raw, shown, sizeof(shown)), dataset_names[k]);
         return 0;
     }
     if (strpbrk(raw, " \t\r\n") || has_ctl(raw)) {
@@ -466,8 +499,19 @@ static int load_pem_setting(char **dst, const struct env *env, struct diag *d, c
     if (!v)
         return 0;
     if (!is_pem(v) && !readable_file(v)) {
-        diag_add(d, DIAG_ERROR, "%s: \"%s\" is neither inline PEM nor a readable file", name, v);
-        return 0;
+        /* A key pasted without its BEGIN line is key material: show a value only when it
+         * looks like a path, and never for the key. */
+        bool path_like = (v[0] == '/' || v[0] == '.') && !strpbrk(v, " \t\r\n");
+        if (path_like && strcmp(name, "MQ_USE_SSL_KEY") != 0)
+            diag_add(d, DIAG_ERROR, "%s: \"%s\" is neither inline PEM nor a readable file", name,
+                     v);
+        else
+            diag_add(d, DIAG_ERROR,
+                     "%s is neither inline PEM (no -----BEGIN line) nor a readable file "
+                     "(the value is not shown)",
+                     name);
+        *dst = strdup(""); /* given, though unusable: no second error about its pair */
+        return *dst ? 0 : E_NOMEM;
     }
     return dup_to(dst, v);
 }
@@ -777,22 +821,15 @@ static bool contains_nocase(const char *hay, const char *needle)
     return false;
 }
 
-/* Registers the password part of a proxy URL ("scheme://user:pass@host"). */
-static void register_proxy_secret(const char *url)
+/* Registers the password of a URL ("scheme://user:pass@host"), if it has one. */
+static void register_url_secret(const char *url)
 {
-    if (!url)
-        return;
-    const char *s = strstr(url, "://");
-    s = s ? s + 3 : url;
-    const char *at = strchr(s, '@');
-    const char *colon = at ? memchr(s, ':', (size_t)(at - s)) : NULL;
-    if (!colon)
-        return;
+    size_t n;
+    const char *pw = url ? url_password(url, &n) : NULL;
     char pass[256];
-    size_t n = (size_t)(at - colon - 1);
-    if (n == 0 || n >= sizeof(pass))
+    if (!pw || n >= sizeof(pass))
         return;
-    memcpy(pass, colon + 1, n);
+    memcpy(pass, pw, n);
     pass[n] = '\0';
     log_add_secret(pass);
 }
@@ -816,6 +853,9 @@ void config_register_secrets(const struct config *cfg)
             }
         }
     }
-    register_proxy_secret(cfg->https_proxy);
-    register_proxy_secret(cfg->http_proxy);
+    register_url_secret(cfg->https_proxy);
+    register_url_secret(cfg->http_proxy);
+    register_url_secret(cfg->opencti_url);
+    for (size_t k = 0; k < DATASET_COUNT; k++)
+        register_url_secret(cfg->dataset_url[k]);
 }

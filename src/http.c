@@ -4,6 +4,7 @@
 #include <curl/curl.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #define HTTP_MAX_REDIRECTS 5
 
@@ -149,7 +150,7 @@ static int setup(struct http *h, const struct http_request *req, struct curl_sli
     if (h->user_agent)
         curl_easy_setopt(e, CURLOPT_USERAGENT, h->user_agent);
     /* the proxy for this URL's scheme; "" stops curl from reading the environment */
-    const char *proxy = strncmp(req->url, "https:", 6) == 0 ? h->https_proxy : h->http_proxy;
+    const char *proxy = strncasecmp(req->url, "https:", 6) == 0 ? h->https_proxy : h->http_proxy;
     curl_easy_setopt(e, CURLOPT_PROXY, proxy ? proxy : "");
     if (h->no_proxy)
         curl_easy_setopt(e, CURLOPT_NOPROXY, h->no_proxy);

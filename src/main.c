@@ -45,17 +45,20 @@ static void usage(FILE *out)
 }
 
 /* Builds the settings source: env file (if any) under the real environment. Reports
- * problems on stderr; returns 0 or EXIT_CONFIG. */
-static int load_env(struct env *env, const char *env_file)
+ * problems on stderr; returns 0 or EXIT_CONFIG. Bad lines of the file are reported and
+ * set *bad_lines, but the good ones are kept, so that the settings can still be checked
+ * and every problem is reported in one go; a file that cannot be read stops here. */
+static int load_env(struct env *env, const char *env_file, size_t *bad_lines)
 {
     env_init(env);
+    *bad_lines = 0;
     if (env_file) {
-        size_t nerr = 0;
         struct err err = {{0}};
-        int rc = env_load_file(env, env_file, &nerr, &err);
+        int rc = env_load_file(env, env_file, bad_lines, &err);
         if (rc) {
-            fprintf(stderr, "%s: --env-file: %s\n", ODS_NAME, err.msg);
-            return EXIT_CONFIG;
+            fprintf(stderr, "%s: error: --env-file: %s\n", ODS_NAME, err.msg);
+            if (rc != E_PARSE)
+                return EXIT_CONFIG;
         }
     }
     if (env_overlay(env, environ)) {
@@ -68,11 +71,13 @@ static int load_env(struct env *env, const char *env_file)
 /* Loads and validates the configuration. Errors always go to stderr as plain lines (the
  * logger is not set up yet, and an operator reading `docker logs` or `check` must see
  * them); with `as_log`, warnings go through the logger once it is configured. */
-static int load_config(struct config *cfg, const struct env *env, bool as_log)
+static int load_config(struct config *cfg, const struct env *env, bool as_log, size_t bad_lines)
 {
     struct diag d;
     diag_init(&d);
     int rc = config_load(cfg, env, &d);
+    if (rc == 0 && bad_lines)
+        rc = E_INVAL;
     if (rc == 0 && as_log) {
         config_register_secrets(cfg);
         log_setup(cfg->log_level, cfg->json_logging, cfg->connector_name);
@@ -85,8 +90,8 @@ static int load_config(struct config *cfg, const struct env *env, bool as_log)
                     d.items[i].severity == DIAG_ERROR ? "error" : "warning", d.items[i].text);
     }
     if (rc) {
-        fprintf(stderr, "%s: %zu configuration error%s\n", ODS_NAME, d.errors,
-                d.errors == 1 ? "" : "s");
+        size_t n = d.errors + bad_lines;
+        fprintf(stderr, "%s: %zu configuration error%s\n", ODS_NAME, n, n == 1 ? "" : "s");
         diag_release(&d);
         return rc == E_NOMEM ? EXIT_SOFTWARE : EXIT_CONFIG;
     }
@@ -256,15 +261,16 @@ int main(int argc, char **argv)
 
     struct env env;
     struct config cfg;
-    int rc = load_env(&env, env_file);
+    size_t bad_lines;
+    int rc = load_env(&env, env_file, &bad_lines);
     if (rc)
         goto out_env;
     if (strcmp(cmd, "health") == 0) {
-        rc = cmd_health(&env);
+        rc = bad_lines ? EXIT_CONFIG : cmd_health(&env);
         goto out_env;
     }
     bool check = strcmp(cmd, "check") == 0;
-    rc = load_config(&cfg, &env, !check);
+    rc = load_config(&cfg, &env, !check, bad_lines);
     env_release(&env); /* nothing reads the environment after this */
     if (rc == 0 && check)
         printf("configuration OK\n");

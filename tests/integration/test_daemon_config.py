@@ -22,7 +22,7 @@ import signal
 import sys
 
 from daemon_scenarios import (TESTS, Daemon, assert_work_success, check, eq, new_id, run_tests,
-                              scenario)
+                              scenario, temp_dir)
 
 TOKEN = "ods-S3cr3t-T0ken-7f0c2b9e"
 BAD = {
@@ -70,6 +70,28 @@ def test_check_bad_configuration():
     for var in BAD:
         check(var in d.output(), "%s is named (env file)" % var, d.output())
     check(TOKEN not in d.output(), "the token never appears (env file)")
+
+    # a file with bad lines: they are reported with the settings' problems, in one go
+    with temp_dir() as tmp:
+        path = os.path.join(tmp, "bad.env")
+        with open(path, "w") as f:
+            f.write("this is not a setting\n")
+            for k, v in env.items():
+                f.write("%s=%s\n" % (k, v))
+            f.write("'QUOTED=1\n")
+        rc, d = _check({}, env_file=path)
+        out = d.output()
+        eq(rc, 78, "check --env-file exit status with bad lines")
+        check(re.search(r"--env-file: .*line 1: expected KEY=VALUE", out), "the bad line is named", out)
+        for var in BAD:
+            check(var in out, "%s is named too (file with bad lines)" % var, out)
+        m = re.search(r"(\d+) configuration errors", out)
+        check(m and int(m.group(1)) == len(BAD) + 2, "bad lines count as errors", out)
+        check(TOKEN not in out, "the token never appears (file with bad lines)")
+        # a file that cannot be read stops there
+        rc, d = _check({}, env_file=os.path.join(tmp, "missing.env"))
+        eq(rc, 78, "check --env-file exit status with a missing file")
+        check("cannot open" in d.output(), "the file is named as unreadable", d.output())
 
     # `run` refuses it too, at once
     rc, d = _check(env, args=())

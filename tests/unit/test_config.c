@@ -4,6 +4,8 @@
 #include "env.h"
 #include "timeutil.h"
 
+#define DATA ODS_TEST_DATA
+
 static void base_env(struct env *e)
 {
     env_init(e);
@@ -105,6 +107,104 @@ static void test_secrets_not_echoed(void)
     config_release(&c);
     diag_release(&d);
     env_release(&e);
+}
+
+/* One setting's value on top of base_env; returns config_load's result (c and d are
+ * filled; the caller releases them). */
+static int load_with(struct env *e, struct config *c, struct diag *d, const char *name,
+                     const char *value)
+{
+    base_env(e);
+    diag_init(d);
+    if (env_set(e, name, value))
+        abort();
+    return config_load(c, e, d);
+}
+
+static void release_all(struct env *e, struct config *c, struct diag *d)
+{
+    config_release(c);
+    diag_release(d);
+    env_release(e);
+}
+
+/* A password in a URL, or key material pasted without its BEGIN line, is never shown in
+ * an error; the URL still is, with "***" for the password. */
+static void test_url_and_key_not_echoed(void)
+{
+    struct env e;
+    struct config c;
+    struct diag d;
+    CHECK_INT_EQ(load_with(&e, &c, &d, "OPENCTI_URL", "htp://user:hunter22@opencti:8080"), E_INVAL);
+    CHECK(diag_has(&d, "OPENCTI_URL: \"htp://user:***@opencti:8080\" is not"));
+    CHECK(!diag_has(&d, "hunter22"));
+    release_all(&e, &c, &d);
+
+    CHECK_INT_EQ(load_with(&e, &c, &d, "CONFIG_COMPANIES_FILE_URL", "ftp://a:p@ss@h/x.json"),
+                 E_INVAL);
+    CHECK(diag_has(&d, "CONFIG_COMPANIES_FILE_URL: \"ftp://a:***@h/x.json\""));
+    CHECK(!diag_has(&d, "p@ss"));
+    release_all(&e, &c, &d);
+
+    /* an '@' after the authority is not user information */
+    CHECK_INT_EQ(load_with(&e, &c, &d, "OPENCTI_URL", "htp://opencti/a:b@c"), E_INVAL);
+    CHECK(diag_has(&d, "\"htp://opencti/a:b@c\""));
+    release_all(&e, &c, &d);
+
+    base_env(&e);
+    diag_init(&d);
+    CHECK_INT_EQ(env_set(&e, "MQ_USE_SSL_CERT", "-----BEGIN CERTIFICATE-----\nMIIB\n"), 0);
+    CHECK_INT_EQ(env_set(&e, "MQ_USE_SSL_KEY", "MIIEvQIBADANBgkqhkiG9w0secretbits"), 0);
+    CHECK_INT_EQ(config_load(&c, &e, &d), E_INVAL);
+    CHECK(diag_has(&d, "MQ_USE_SSL_KEY is neither inline PEM"));
+    CHECK(!diag_has(&d, "secretbits"));
+    CHECK(!diag_has(&d, "must be given together")); /* the key was given, though unusable */
+    CHECK_UINT_EQ(d.errors, 1);
+    release_all(&e, &c, &d);
+
+    /* a path that is not readable is shown, except for the key */
+    CHECK_INT_EQ(load_with(&e, &c, &d, "MQ_USE_SSL_CA", "/nonexistent/ca.pem"), E_INVAL);
+    CHECK(diag_has(&d, "MQ_USE_SSL_CA: \"/nonexistent/ca.pem\" is neither"));
+    release_all(&e, &c, &d);
+    CHECK_INT_EQ(load_with(&e, &c, &d, "MQ_USE_SSL_KEY", "/nonexistent/key.pem"), E_INVAL);
+    CHECK(!diag_has(&d, "/nonexistent/key.pem"));
+    release_all(&e, &c, &d);
+}
+
+/* MQ_USE_SSL_*: a file or inline PEM, cert and key together, strict booleans. */
+static void test_mq_tls_settings(void)
+{
+    struct env e;
+    struct config c;
+    struct diag d;
+    const char *pem = "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n";
+    CHECK_INT_EQ(load_with(&e, &c, &d, "MQ_USE_SSL_CA", pem), 0);
+    CHECK_STR_EQ(c.mq_ssl_ca, pem);
+    CHECK_INT_EQ(c.mq_use_ssl, -1); /* not given: registration decides */
+    release_all(&e, &c, &d);
+
+    const char *file = DATA "/README.md"; /* any readable file is taken as a path */
+    CHECK_INT_EQ(load_with(&e, &c, &d, "MQ_USE_SSL_CA", file), 0);
+    CHECK_STR_EQ(c.mq_ssl_ca, file);
+    release_all(&e, &c, &d);
+
+    CHECK_INT_EQ(load_with(&e, &c, &d, "MQ_USE_SSL_CERT", pem), E_INVAL);
+    CHECK(diag_has(&d, "MQ_USE_SSL_CERT and MQ_USE_SSL_KEY must be given together"));
+    release_all(&e, &c, &d);
+
+    CHECK_INT_EQ(load_with(&e, &c, &d, "MQ_USE_SSL", "sometimes"), E_INVAL);
+    CHECK(diag_has(&d, "MQ_USE_SSL: \"sometimes\" is not a boolean"));
+    release_all(&e, &c, &d);
+    CHECK_INT_EQ(load_with(&e, &c, &d, "MQ_USE_SSL", "YES"), 0);
+    CHECK_INT_EQ(c.mq_use_ssl, 1);
+    release_all(&e, &c, &d);
+
+    CHECK_INT_EQ(load_with(&e, &c, &d, "MQ_USE_SSL_REJECT_UNAUTHORIZED", "0"), 0);
+    CHECK(!c.mq_ssl_verify);
+    release_all(&e, &c, &d);
+    CHECK_INT_EQ(load_with(&e, &c, &d, "MQ_USE_SSL_REJECT_UNAUTHORIZED", "nah"), E_INVAL);
+    CHECK(diag_has(&d, "MQ_USE_SSL_REJECT_UNAUTHORIZED"));
+    release_all(&e, &c, &d);
 }
 
 static void test_booleans(void)
@@ -362,6 +462,8 @@ int main(void)
     RUN(test_defaults);
     RUN(test_required_all_reported);
     RUN(test_secrets_not_echoed);
+    RUN(test_url_and_key_not_echoed);
+    RUN(test_mq_tls_settings);
     RUN(test_booleans);
     RUN(test_strict_numbers);
     RUN(test_duration_period);
