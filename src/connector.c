@@ -66,7 +66,7 @@
 #define MQ_BACKOFF_INITIAL_MS 500
 #define MQ_BACKOFF_MAX_MS (30 * MS_PER_S)
 #define MQ_DRAIN_MS (2 * MS_PER_S)
-#define UNROUTABLE_PING_MS (5 * MS_PER_S)
+#define UNROUTABLE_PING_MS (1 * MS_PER_S)
 /* Per-message failures logged one by one per dataset; the rest are counted. */
 #define FAILURES_LOGGED_MAX 5
 /* Unsent messages reported one by one to the work (each shows in its errors); the rest
@@ -1229,8 +1229,9 @@ int connector_main(struct connector *c)
         notify_stopping();
         report(c, "Stopped");
         log_info("Connector stop");
-        return rc == 0 || (rc == E_CANCELED && stopping()) ? CONNECTOR_EXIT_OK
-                                                           : CONNECTOR_EXIT_RUN_FAILED;
+        /* a stop asked for by the operator is a normal end, as in daemon mode; the work
+         * says the run was interrupted and last_run is not advanced */
+        return rc == 0 || stopping() ? CONNECTOR_EXIT_OK : CONNECTOR_EXIT_RUN_FAILED;
     }
     c->next_check = mono_ms();
     while (!stopping()) {
