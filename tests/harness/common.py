@@ -6,6 +6,9 @@
 * shared_broker(): the suite's broker when the test script started one (env
   ODS_TEST_AMQP_PORT), else a private node for this test process, stopped at exit.
 * free_port(), tests_dir(), data_dir(), add_paths().
+* check(cond, what, *show), eq(actual, expected, what): assertions that say what failed.
+* run_tests(tests): the runner every integration test file uses (PASS/FAIL per test, a
+  summary line, the exit status).
 """
 
 import atexit
@@ -16,6 +19,7 @@ import socket
 import sys
 import tempfile
 import time
+import traceback
 
 HARNESS_DIR = os.path.dirname(os.path.abspath(__file__))
 TESTS_DIR = os.path.dirname(HARNESS_DIR)
@@ -121,3 +125,54 @@ def port_is_free(port):
             return True
         except OSError:
             return False
+
+
+# ---- assertions and the runner --------------------------------------------------------------
+
+# The exit status of a test that cannot run here (ctest's SKIP_RETURN_CODE): it shows as
+# "Not Run (Skipped)", never as passed.
+SKIP = 77
+
+def check(cond, what, *show):
+    """Fails with `what` and each of `show` (repr, one a line) unless cond is truthy."""
+    if not cond:
+        raise AssertionError(what + "".join("\n    %r" % (s,) for s in show))
+
+
+def eq(actual, expected, what):
+    if actual != expected:
+        raise AssertionError("%s:\n    expected %r\n    actual   %r" % (what, expected, actual))
+
+
+def run_tests(tests, only=None):
+    """Runs tests and returns the exit status (1 when one failed). tests is a module's
+    globals() (its test_* functions, in source order) or a list of functions. Only those
+    named in `only`, argv or ODS_ONLY (comma-separated) run when one of them is given.
+    Prints PASS/FAIL with timings, the traceback of each failure, and a summary line."""
+    if isinstance(tests, dict):
+        tests = sorted((f for n, f in tests.items() if n.startswith("test_") and callable(f)),
+                       key=lambda f: f.__code__.co_firstlineno)
+    named = [(f.__name__, f) for f in tests]
+    wanted = only or sys.argv[1:] or [x for x in os.environ.get("ODS_ONLY", "").split(",") if x]
+    if wanted:
+        named = [(n, f) for n, f in named if n in wanted]
+        if not named:
+            print("no test matches %s" % wanted)
+            return 1
+    t0 = time.monotonic()
+    failed = []
+    for name, fn in named:
+        t = time.monotonic()
+        print("---- %s" % name, flush=True)
+        try:
+            fn()
+            print("PASS %s (%.1fs)" % (name, time.monotonic() - t))
+        except Exception:  # noqa: BLE001 - report every failure, go on
+            failed.append(name)
+            traceback.print_exc(file=sys.stdout)
+            print("FAIL %s (%.1fs)" % (name, time.monotonic() - t))
+        sys.stdout.flush()
+    print("%d passed, %d failed (%.1fs)%s" % (len(named) - len(failed), len(failed),
+                                            time.monotonic() - t0,
+                                            (": " + ", ".join(failed)) if failed else ""))
+    return 1 if failed else 0

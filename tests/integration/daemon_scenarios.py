@@ -26,8 +26,6 @@ import os
 import re
 import subprocess
 import sys
-import time
-import traceback
 import uuid
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -35,7 +33,9 @@ TESTS = os.path.dirname(HERE)
 if TESTS not in sys.path:
     sys.path.insert(0, TESTS)
 
-from harness.common import Broker, data_dir, free_port, shared_broker, temp_dir, wait_until  # noqa: E402,F401
+from harness import common  # noqa: E402
+from harness.common import (Broker, check, data_dir, eq, free_port, shared_broker, temp_dir,  # noqa: E402,F401
+                            wait_until)
 from harness.daemon import Daemon, daemon_binary  # noqa: E402,F401
 from fakes.platform import DEFAULT_TOKEN, DEFAULT_USER_ID, Platform  # noqa: E402,F401
 
@@ -60,16 +60,6 @@ RESET_SEEN = r"^Connector state has been reset on the platform; the datasets wil
 
 
 # ---- assertions ---------------------------------------------------------------------------
-
-def eq(actual, expected, what):
-    if actual != expected:
-        raise AssertionError("%s:\n    expected %r\n    actual   %r" % (what, expected, actual))
-
-
-def check(cond, what, *show):
-    if not cond:
-        raise AssertionError(what + "".join("\n    %r" % (s,) for s in show))
-
 
 class Checks:
     """Collects independent assertion failures and raises them all at the end, so that one
@@ -434,30 +424,6 @@ def count_logs(d, rx, start=0):
 # ---- runner --------------------------------------------------------------------------------
 
 def run_tests(namespace, only=None):
-    """Runs the module's test_* functions in source order (or those named in argv / ODS_ONLY);
-    prints PASS/FAIL with timings; returns the exit status."""
-    tests = sorted(((n, f) for n, f in namespace.items() if n.startswith("test_") and callable(f)),
-                   key=lambda kv: kv[1].__code__.co_firstlineno)
-    wanted = only or sys.argv[1:] or [x for x in os.environ.get("ODS_ONLY", "").split(",") if x]
-    if wanted:
-        tests = [(n, f) for n, f in tests if n in wanted]
-        if not tests:
-            print("no test matches %s" % wanted)
-            return 1
+    """common.run_tests, after making sure the daemon binary exists."""
     daemon_binary()
-    t0 = time.monotonic()
-    failed = []
-    for name, fn in tests:
-        t = time.monotonic()
-        try:
-            fn()
-            print("PASS %s (%.1fs)" % (name, time.monotonic() - t))
-        except Exception:
-            failed.append(name)
-            print("FAIL %s (%.1fs)" % (name, time.monotonic() - t))
-            traceback.print_exc(file=sys.stdout)
-        sys.stdout.flush()
-    print("%d passed, %d failed (%.1fs)%s" % (len(tests) - len(failed), len(failed),
-                                            time.monotonic() - t0,
-                                            (": " + ", ".join(failed)) if failed else ""))
-    return 1 if failed else 0
+    return common.run_tests(namespace, only)

@@ -22,7 +22,8 @@ import re
 import tempfile
 import time
 
-from daemon_scenarios import check
+from daemon_scenarios import check, run_tests
+from harness.broker import Broker
 import mq_helpers
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -44,6 +45,8 @@ RUN_POSTPONED = r"^Cannot ping the platform before the run; it is postponed"
 SENDING = r" sending bundle to queue$"
 # a failed run, whether it is retried or (run-and-terminate) not
 RUN_NOT_COMPLETE = r"^The run did not complete; last_run is not advanced"
+
+WINDOW = 256  # MQ_CONFIRM_WINDOW's default, set explicitly by the tests that rely on it
 
 
 def dataset_done_rx(name):
@@ -214,3 +217,26 @@ def assert_no_violations_but_outage(platform):
     if ignored:
         print("  (ignored %d double failure(s) reaching the restarting broker)" % ignored)
     platform.assert_no_violations()
+
+
+def check_confirmed_in_queue(records, confirmed, window=WINDOW):
+    """What a run interrupted mid-publish must leave: every message counted as confirmed
+    (action_sequence 1..confirmed) is in the queue, and at most one window more (published,
+    not yet confirmed, persisted anyway). Returns the set of sequences in the queue."""
+    seqs = set(seq_counts(records))
+    missing = set(range(1, confirmed + 1)) - seqs
+    check(not missing, "every message counted as confirmed is in the queue",
+          len(missing), sorted(missing)[:10])
+    check(len(seqs) <= confirmed + window, "at most one window beyond the confirmed",
+          confirmed, len(seqs))
+    return seqs
+
+
+def main_with_own_broker(module, **broker_kw):
+    """main() of a fault test that stops, kills or reconfigures its broker: starts a
+    private node (Broker(**broker_kw)) as module.BROKER, runs the module's tests, stops it."""
+    module.BROKER = Broker(**broker_kw).start()
+    try:
+        return run_tests(vars(module))
+    finally:
+        module.BROKER.stop()

@@ -19,6 +19,7 @@ sys.path.insert(0, os.path.dirname(HERE))  # tests/: harness.* as tests/harness/
 import pika  # noqa: E402  (Debian's python3-pika, for /usr/bin/python3)
 
 from harness.broker import Broker, free_port, make_test_pki  # noqa: E402,F401
+from harness.common import check, run_tests  # noqa: E402,F401
 
 PUSH_EXCHANGE = "amqp.worker.exchange"
 
@@ -205,11 +206,6 @@ def run(broker, exchange, key, count, *args, timeout=300, **kw):
     return Run(broker, exchange, key, count, *args, **kw).result(timeout=timeout)
 
 
-def check(cond, what, *detail):
-    if not cond:
-        raise AssertionError(what + ("" if not detail else ": " + " ".join(map(str, detail))))
-
-
 def check_all_confirmed(res, count):
     check(res["rc"] == 0, "rc 0", res["rc_name"], res["error"])
     check(res["stats"]["confirmed"] == count, "all confirmed", res["stats"])
@@ -217,17 +213,5 @@ def check_all_confirmed(res, count):
 
 
 def main(tests):
-    """Runs the test functions in order, prints ok/FAIL per test, exits 1 on a failure."""
-    failed = 0
-    for t in tests:
-        t0 = time.monotonic()
-        try:
-            t()
-            print("ok   %s (%.1fs)" % (t.__name__, time.monotonic() - t0), flush=True)
-        except Exception:  # noqa: BLE001 - report every failure, go on
-            failed += 1
-            import traceback
-            traceback.print_exc()
-            print("FAIL %s (%.1fs)" % (t.__name__, time.monotonic() - t0), flush=True)
-    print("%d tests, %d failed" % (len(tests), failed), flush=True)
-    sys.exit(1 if failed else 0)
+    """Runs the test functions in order (common.run_tests) and exits with its status."""
+    sys.exit(run_tests(tests))

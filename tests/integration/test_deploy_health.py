@@ -18,23 +18,13 @@ import time
 import uuid
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
-from harness.common import data_dir, shared_broker, temp_dir, wait_until  # noqa: E402
+from harness.common import check, data_dir, run_tests, shared_broker, temp_dir, wait_until  # noqa: E402
 from harness.daemon import Daemon, daemon_binary  # noqa: E402
 from fakes.platform import Platform  # noqa: E402
 
 PING_S = 1
 # status.c: STATUS_PING_GRACE_INTERVALS * interval + 30 s
 GRACE_S = 4 * PING_S + 30
-
-
-class Failure(AssertionError):
-    pass
-
-
-def check(cond, what, detail=None):
-    if not cond:
-        raise Failure("%s%s" % (what, "" if detail is None else ": %r" % (detail,)))
-    print("ok   %s" % what)
 
 
 def health(env):
@@ -56,7 +46,8 @@ def test_without_daemon():
         check((rc2, out2) == (rc, out), "RUNTIME_DIRECTORY/status.json is the same file")
 
 
-def test_running_daemon(broker):
+def test_running_daemon():
+    broker = shared_broker()
     with temp_dir() as tmp, Platform(broker, worker=True,
                                      datasets_dir=os.path.join(data_dir(), "datasets")) as p:
         status = os.path.join(tmp, "status.json")
@@ -101,19 +92,7 @@ def test_running_daemon(broker):
 
 
 def main():
-    tests = [("test_without_daemon", test_without_daemon),
-             ("test_running_daemon", lambda: test_running_daemon(shared_broker()))]
-    failed = 0
-    for name, fn in tests:
-        print("---- %s" % name)
-        try:
-            fn()
-            print("PASS %s" % name)
-        except Exception as e:  # noqa: BLE001 - report and go on
-            failed += 1
-            print("FAIL %s: %s: %s" % (name, type(e).__name__, e))
-    print("%d passed, %d failed" % (len(tests) - failed, failed))
-    return 1 if failed else 0
+    return run_tests(globals())
 
 
 if __name__ == "__main__":

@@ -22,7 +22,7 @@ import sys
 import uuid
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
-from harness.common import data_dir, shared_broker, temp_dir, wait_until  # noqa: E402
+from harness.common import SKIP, check, data_dir, run_tests, shared_broker, temp_dir, wait_until  # noqa: E402
 from harness.daemon import Daemon, daemon_binary  # noqa: E402
 from fakes.platform import Platform  # noqa: E402
 
@@ -32,16 +32,6 @@ USER = "65532:65532"
 IMAGE_ENV = {"CONNECTOR_STATUS_FILE": "/run/opencti-datasets/status.json",
              "PATH": "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"}
 BIN = "/usr/local/bin/opencti-datasets"
-
-
-class Failure(AssertionError):
-    pass
-
-
-def check(cond, what, detail=None):
-    if not cond:
-        raise Failure("%s%s" % (what, "" if detail is None else ": %r" % (detail,)))
-    print("ok   %s" % what)
 
 
 def tool(name):
@@ -80,7 +70,7 @@ def proc_status(pid, key):
     return None
 
 
-def test_rootfs(broker, tmp):
+def rootfs_scenario(broker, tmp):
     rootfs = os.path.join(tmp, "rootfs")
     r = run(["/bin/sh", ROOTFS_SH, daemon_binary(), rootfs], env=dict(os.environ))
     sys.stdout.write(r.stdout + r.stderr)
@@ -146,28 +136,24 @@ def test_rootfs(broker, tmp):
         p.assert_no_violations()
 
 
+def test_rootfs():
+    with temp_dir() as tmp:
+        rootfs_scenario(shared_broker(), tmp)
+
+
 def main():
     missing = [t for t in ("chroot", "unshare", "nsenter") if not tool(t)]
     if os.geteuid() != 0 or missing:
         print("SKIP: this test needs root and chroot, unshare, nsenter (uid %d, missing %s)"
               % (os.geteuid(), missing or "none"))
-        return 0
+        return SKIP
     ldd = subprocess.run(["ldd", daemon_binary()], stdout=subprocess.PIPE, text=True).stdout
     if "libasan" in ldd or "libubsan" in ldd:
         print("SKIP: %s is a sanitizer build; the image holds a Release build, and the "
               "sanitizer runtimes need /proc, which the image's tree does not have"
               % daemon_binary())
-        return 0
-    try:
-        with temp_dir() as tmp:
-            test_rootfs(shared_broker(), tmp)
-    except Exception as e:  # noqa: BLE001 - report
-        print("FAIL test_rootfs: %s: %s" % (type(e).__name__, e))
-        print("0 passed, 1 failed")
-        return 1
-    print("PASS test_rootfs")
-    print("1 passed, 0 failed")
-    return 0
+        return SKIP
+    return run_tests(globals())
 
 
 if __name__ == "__main__":

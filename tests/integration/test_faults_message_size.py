@@ -22,16 +22,16 @@ import json
 import os
 import sys
 
-from daemon_scenarios import (COUNTS, DATASETS, RUN_FAILED, RUN_SUCCESS, TOTAL, Broker,
+from daemon_scenarios import (COUNTS, DATASETS, RUN_FAILED, RUN_SUCCESS, TOTAL,
                               assert_envelopes, check, datasets_dir, eq, reference_split,
-                              run_tests, scenario, split_by_dataset, to_processed, wait_until)
-from fault_scenarios import (LIMIT_LEARNED, LOST, MSG_FAILED, RUN_NOT_COMPLETE, dataset_result,
+                              scenario, split_by_dataset, to_processed, wait_until)
+from fault_scenarios import (WINDOW, main_with_own_broker,
+                             LIMIT_LEARNED, LOST, MSG_FAILED, RUN_NOT_COMPLETE, dataset_result,
                              error_reports)
 
 BROKER = None
 BROKER_LIMIT = 32768
 OWN_LIMIT = 16384
-WINDOW = 256
 HUGE_INDEX = 4  # a sector (identity) of sectors.json
 
 
@@ -168,12 +168,7 @@ def test_own_limit():
 
 
 def main():
-    global BROKER
-    BROKER = Broker(max_message_size=BROKER_LIMIT).start()
-    try:
-        return run_tests(globals())
-    finally:
-        BROKER.stop()
+    return main_with_own_broker(sys.modules[__name__], max_message_size=BROKER_LIMIT)
 
 
 if __name__ == "__main__":

@@ -27,12 +27,11 @@ import time
 from daemon_scenarios import taken_off  # noqa: E402
 from daemon_scenarios import (RUN_SUCCESS, TOTAL, check, eq, run_tests, scenario, shared_broker,
                               to_processed)
-from fault_scenarios import (CONNECTED, MSG_FAILED, RETURNED, UNROUTABLE, big_dataset, big_env,
+from fault_scenarios import (WINDOW, CONNECTED, MSG_FAILED, RETURNED, UNROUTABLE, big_dataset, big_env,
                              check_messages, dataset_result, duplicates, error_reports, read_queue,
                              seq_counts, wait_depth)
 
 N = 60000
-WINDOW = 256
 
 
 def hold_declares(platform):

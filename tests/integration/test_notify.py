@@ -18,7 +18,7 @@ import time
 import uuid
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
-from harness.common import data_dir, shared_broker, temp_dir, wait_until  # noqa: E402
+from harness.common import SKIP, check, data_dir, run_tests, shared_broker, temp_dir, wait_until  # noqa: E402
 from harness.daemon import Daemon, daemon_binary  # noqa: E402
 from fakes.platform import Platform  # noqa: E402
 
@@ -26,16 +26,6 @@ from fakes.platform import Platform  # noqa: E402
 # loop, at most once a second, and the loop wakes at least every ping interval (2 s here),
 # so the gaps stay near 2 s; 8 s leaves room for a slow machine.
 WATCHDOG_S = 8.0
-
-
-class Failure(AssertionError):
-    pass
-
-
-def check(cond, what, detail=None):
-    if not cond:
-        raise Failure("%s%s" % (what, "" if detail is None else ": %r" % (detail,)))
-    print("ok   %s" % what)
 
 
 def built_with_libsystemd(binary):
@@ -93,7 +83,8 @@ def index_of(lines, pattern, start=0):
     return -1
 
 
-def test_notifications(broker):
+def test_notifications():
+    broker = shared_broker()
     with temp_dir() as tmp, Platform(broker, worker=True,
                                      datasets_dir=os.path.join(data_dir(), "datasets")) as p:
         notify = NotifySocket(os.path.join(tmp, "notify"))
@@ -162,8 +153,9 @@ def test_notifications(broker):
             notify.close()
 
 
-def test_no_watchdog_without_usec(broker):
+def test_no_watchdog_without_usec():
     """Without WATCHDOG_USEC the daemon sends READY/STATUS/STOPPING and no WATCHDOG."""
+    broker = shared_broker()
     with temp_dir() as tmp, Platform(broker, worker=True,
                                      datasets_dir=os.path.join(data_dir(), "datasets")) as p:
         notify = NotifySocket(os.path.join(tmp, "notify"))
@@ -191,19 +183,8 @@ def main():
     if not built_with_libsystemd(binary):
         print("SKIP: %s was built without libsystemd (no sd_notify); install libsystemd-dev "
               "and rebuild to run this test" % binary)
-        return 0
-    broker = shared_broker()
-    failed = 0
-    for t in (test_notifications, test_no_watchdog_without_usec):
-        print("---- %s" % t.__name__)
-        try:
-            t(broker)
-            print("PASS %s" % t.__name__)
-        except Exception as e:  # noqa: BLE001 - report and go on
-            failed += 1
-            print("FAIL %s: %s: %s" % (t.__name__, type(e).__name__, e))
-    print("%d passed, %d failed" % (2 - failed, failed))
-    return 1 if failed else 0
+        return SKIP
+    return run_tests(globals())
 
 
 if __name__ == "__main__":

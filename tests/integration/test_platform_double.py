@@ -14,14 +14,14 @@ import re
 import socket
 import sys
 import time
-import traceback
 import urllib.error
 import urllib.request
 import uuid
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 
-from harness.common import Broker, data_dir, free_port, shared_broker, temp_dir, wait_until  # noqa: E402
+from harness.common import (Broker, check, data_dir, eq, free_port, run_tests, shared_broker,  # noqa: E402
+                            temp_dir, wait_until)
 from fakes import gql, schema_opencti  # noqa: E402
 from fakes.platform import Platform  # noqa: E402
 
@@ -92,16 +92,6 @@ def post(platform, query, variables=None, token=None, body=None, headers=None):
 
 def messages(resp):
     return [e["message"] for e in resp.get("errors", [])]
-
-
-def check(cond, what, *show):
-    if not cond:
-        raise AssertionError(what + ("".join("\n    %r" % (s,) for s in show)))
-
-
-def eq(actual, expected, what):
-    if actual != expected:
-        raise AssertionError("%s:\n    expected %r\n    actual   %r" % (what, expected, actual))
 
 
 def new_id():
@@ -738,26 +728,10 @@ def test_stix_bundle_push():
 
 def main():
     global BROKER
-    tests = [(n, f) for n, f in sorted(globals().items(), key=lambda kv: getattr(kv[1], "__code__", None)
-                                        and kv[1].__code__.co_firstlineno or 0)
-             if n.startswith("test_") and callable(f)]
     t0 = time.monotonic()
     BROKER = shared_broker()
     print("broker on port %d (%.1fs)" % (BROKER.port, time.monotonic() - t0))
-    passed = failed = 0
-    for name, fn in tests:
-        t = time.monotonic()
-        try:
-            fn()
-            passed += 1
-            print("PASS %s (%.2fs)" % (name, time.monotonic() - t))
-        except Exception:
-            failed += 1
-            print("FAIL %s" % name)
-            traceback.print_exc(file=sys.stdout)
-        sys.stdout.flush()
-    print("%d passed, %d failed" % (passed, failed))
-    return 1 if failed else 0
+    return run_tests(globals())
 
 
 if __name__ == "__main__":
