@@ -89,6 +89,14 @@ def dockerfile_instructions(text):
     return out
 
 
+def ci_cmake_options(source):
+    """CI_CMAKE_OPTIONS of scripts/test: the options of CI's -Werror build."""
+    with open(os.path.join(source, "scripts", "test"), encoding="utf-8") as f:
+        m = re.search(r'^CI_CMAKE_OPTIONS="([^"]+)"$', f.read(), re.M)
+    check(m is not None, "scripts/test sets CI_CMAKE_OPTIONS")
+    return m.group(1)
+
+
 def check_dockerfile(args):
     path = os.path.join(args.source, "docker", "Dockerfile")
     text = open(path).read()
@@ -112,8 +120,10 @@ def check_dockerfile(args):
         if m:
             check(m.group(1) in names, "line %d: COPY --from names a stage" % n, m.group(1))
     build_runs = " ".join(rest for n, word, rest in ins if word == "RUN")
-    check("cmake -S . -B build -DCMAKE_BUILD_TYPE=Release" in build_runs
-          and "cmake --build build" in build_runs, "the build runs CI's CMake commands")
+    ci = ci_cmake_options(args.source)
+    check(re.search(r"cmake -S \. -B build %s(\s|$)" % re.escape(ci), build_runs)
+          and "cmake --build build" in build_runs,
+          "the build configures with CI's options (%s, scripts/test)" % ci)
     check("docker/rootfs.sh" in build_runs, "the runtime tree comes from docker/rootfs.sh")
     check("libsystemd-dev" not in build_runs,
           "no libsystemd-dev in the image build (sd_notify is of no use in a container)")
