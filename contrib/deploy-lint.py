@@ -362,6 +362,17 @@ def check_man(args):
     check(len(keys) > 40, "config.example.env lists the settings", len(keys))
     missing = [k for k in keys if not re.search(r"\b%s\b" % k, flat)]
     check(not missing, "every setting of config.example.env is described", missing)
+    # every variable src/config.c knows is documented: a setting in config.example.env,
+    # or one of the pycti settings the README lists as not implemented
+    config_c = open(os.path.join(args.source, "src", "config.c")).read()
+    known = set(re.findall(r'"((?:OPENCTI|CONNECTOR|CONFIG|MQ)_[A-Z0-9_]+)"', config_c))
+    readme = open(os.path.join(args.source, "README.md")).read()
+    m = re.search(r"^### pycti settings that are not implemented$(.*?)^## ", readme, re.M | re.S)
+    check(m is not None, "README has the section of pycti settings that are not implemented")
+    listed = set(re.findall(r"`([A-Z][A-Z0-9_]+)(?:=[^`]*)?`", m.group(1)))
+    missing = sorted(k for k in known if k not in keys and k not in listed)
+    check(not missing, "every variable src/config.c reads is in config.example.env or the "
+          "README's list of pycti settings not implemented", missing)
     codes = set(re.findall(r"#define EXIT_[A-Z]+ (\d+)", main_c)) | {"0", "1", "78"}
     missing = [c for c in sorted(codes) if not re.search(r"^\s+%s(\s|$)" % c, text, re.M)]
     check(not missing, "every exit status of src/main.c is listed", missing)
