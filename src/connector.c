@@ -13,8 +13,10 @@
  *    (never writing the stale one back) and run again at once. If that happens during
  *    or just after a run (a first run included), the platform purged the queue under
  *    that run, so its state is not kept either and the datasets are imported again;
- *  - a different non-empty state is adopted, except the one we held before our last
- *    change (a late echo of our own write, opencti#16612).
+ *  - a different state is adopted (an empty one, "null" or "{}", as no state: the next
+ *    check runs), except the one we held before our last change: that is a late echo
+ *    of our own write (opencti#16612), such as "null" answered to the ping carrying a
+ *    first run's state.
  *
  * Run rules. All datasets are fetched and split first, then the expectations of the
  * whole run are added at once (no early completion of the work between datasets), then
@@ -292,7 +294,7 @@ static void log_state(const struct connector *c)
 static void set_state(struct connector *c, cJSON *s)
 {
     free(c->prev_state_text);
-    c->prev_state_text = c->state ? state_serialize(c->state) : NULL;
+    c->prev_state_text = state_serialize(c->state); /* "null" when we held none */
     cJSON_Delete(c->state);
     c->state = s;
 }
@@ -309,6 +311,19 @@ static void adopt_remote_state(struct connector *c, const char *remote_text)
     if (!reset_flag && state_equal(c->state, remote)) {
         cJSON_Delete(remote);
         return;
+    }
+    if (!reset_flag && kind != STATE_INVALID) {
+        /* our own previous write echoed back late (ours is newer): "null" after a first
+         * run is such an echo, not a reset, which only '' means */
+        char *text = state_serialize(remote);
+        bool echo = text && c->prev_state_text && strcmp(text, c->prev_state_text) == 0;
+        if (echo)
+            log_debug("Ignoring a stale echo of the previous state: %s", text);
+        free(text);
+        if (echo) {
+            cJSON_Delete(remote);
+            return;
+        }
     }
     if (kind != STATE_OBJECT) {
         if (!c->state && !reset_flag)
@@ -328,13 +343,6 @@ static void adopt_remote_state(struct connector *c, const char *remote_text)
         return;
     }
     char *text = state_serialize(remote);
-    if (text && c->prev_state_text && strcmp(text, c->prev_state_text) == 0) {
-        /* our own previous write echoed back late; ours is newer */
-        log_debug("Ignoring a stale echo of the previous state: %s", text);
-        free(text);
-        cJSON_Delete(remote);
-        return;
-    }
     log_kv(LOG_INFO, LOG_ATTRS(KV_STR("state", text ? text : "")),
            "Connector state differs on the platform; adopting it");
     free(text);
