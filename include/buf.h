@@ -27,6 +27,8 @@ void buf_init(struct buf *b, size_t max);
 void buf_release(struct buf *b);
 /* Empties the buffer but keeps its allocation. */
 void buf_reset(struct buf *b);
+/* Drops everything after the first len bytes (len <= b->len). */
+void buf_truncate(struct buf *b, size_t len);
 /* Makes room for `extra` more bytes. E_NOMEM or E_TOO_BIG. */
 int buf_reserve(struct buf *b, size_t extra) ODS_MUST_CHECK;
 

@@ -1,10 +1,16 @@
-/* http.c - libcurl wrapper: one easy handle, multi-driven so a tick can run. */
+/* http.c - libcurl wrapper: one easy handle, multi-driven so a tick can run.
+ *
+ * Redirects are followed here, not by curl: curl keeps the proxy chosen for the first
+ * URL, so an http:// dataset URL redirected to https:// would bypass HTTPS_PROXY (or go
+ * through HTTP_PROXY). Each hop gets the proxy of its own scheme. */
 #include "http.h"
 
 #include <curl/curl.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+
+#include "timeutil.h"
 
 #define HTTP_MAX_REDIRECTS 5
 
@@ -18,6 +24,7 @@ struct http {
     struct buf *out;
     size_t max;
     bool too_big;
+    const char *proxy; /* the proxy of the transfer, "" or NULL for none */
     char errbuf[CURL_ERROR_SIZE];
 };
 
@@ -98,8 +105,28 @@ static size_t on_data(char *ptr, size_t size, size_t nmemb, void *ud)
     return n;
 }
 
+/* " (through the proxy scheme://host:port)", without the proxy's user information, or
+ * "" when the transfer used no proxy. */
+static const char *proxy_note(const struct http *h, char *out, size_t cap)
+{
+    if (!h->proxy || !*h->proxy)
+        return "";
+    const char *p = h->proxy, *s = strstr(p, "://");
+    const char *host = s ? s + 3 : p;
+    size_t auth = strcspn(host, "/?#");
+    const char *at = NULL;
+    for (size_t i = 0; i < auth; i++)
+        if (host[i] == '@')
+            at = host + i;
+    const char *h0 = at ? at + 1 : host;
+    snprintf(out, cap, " (through the proxy %.*s%.*s)", (int)(host - p), p, (int)(host + auth - h0),
+             h0);
+    return out;
+}
+
 static int map_curl(struct http *h, CURLcode cc, const char *url, struct err *err)
 {
+    char note[300];
     const char *detail = h->errbuf[0] ? h->errbuf : curl_easy_strerror(cc);
     switch (cc) {
     case CURLE_OPERATION_TIMEDOUT:
@@ -121,7 +148,8 @@ static int map_curl(struct http *h, CURLcode cc, const char *url, struct err *er
     case CURLE_FILESIZE_EXCEEDED:
         return err_set(err, E_TOO_BIG, "%s: the response is larger than %zu bytes", url, h->max);
     case CURLE_ABORTED_BY_CALLBACK: return err_set(err, E_CANCELED, "%s: canceled", url);
-    default: return err_set(err, E_HTTP, "%s: %s", url, detail);
+    default:
+        return err_set(err, E_HTTP, "%s: %s%s", url, detail, proxy_note(h, note, sizeof(note)));
     }
 }
 
@@ -139,9 +167,7 @@ static int setup(struct http *h, const struct http_request *req, struct curl_sli
     curl_easy_setopt(e, CURLOPT_CONNECTTIMEOUT_MS, (long)h->o.connect_timeout_ms);
     curl_easy_setopt(e, CURLOPT_MAXFILESIZE_LARGE, (curl_off_t)req->max_response);
     curl_easy_setopt(e, CURLOPT_PROTOCOLS_STR, h->o.allow_file ? "http,https,file" : "http,https");
-    curl_easy_setopt(e, CURLOPT_REDIR_PROTOCOLS_STR, "http,https");
-    curl_easy_setopt(e, CURLOPT_FOLLOWLOCATION, h->o.follow_redirects ? 1L : 0L);
-    curl_easy_setopt(e, CURLOPT_MAXREDIRS, (long)HTTP_MAX_REDIRECTS);
+    curl_easy_setopt(e, CURLOPT_FOLLOWLOCATION, 0L);  /* http_perform follows them */
     curl_easy_setopt(e, CURLOPT_ACCEPT_ENCODING, ""); /* whatever curl can decode */
     curl_easy_setopt(e, CURLOPT_SSL_VERIFYPEER, h->o.verify ? 1L : 0L);
     curl_easy_setopt(e, CURLOPT_SSL_VERIFYHOST, h->o.verify ? 2L : 0L);
@@ -151,6 +177,7 @@ static int setup(struct http *h, const struct http_request *req, struct curl_sli
         curl_easy_setopt(e, CURLOPT_USERAGENT, h->user_agent);
     /* the proxy for this URL's scheme; "" stops curl from reading the environment */
     const char *proxy = strncasecmp(req->url, "https:", 6) == 0 ? h->https_proxy : h->http_proxy;
+    h->proxy = proxy;
     curl_easy_setopt(e, CURLOPT_PROXY, proxy ? proxy : "");
     if (h->no_proxy)
         curl_easy_setopt(e, CURLOPT_NOPROXY, h->no_proxy);
@@ -194,13 +221,12 @@ nomem:
     return E_NOMEM;
 }
 
-int http_perform(struct http *h, const struct http_request *req, long *ret_status, struct buf *out,
-                 struct err *err)
+/* One transfer of req (no redirect followed). */
+static int transfer(struct http *h, const struct http_request *req, long *ret_status,
+                    struct err *err)
 {
     struct curl_slist *hdrs = NULL;
     h->errbuf[0] = '\0';
-    h->out = out;
-    h->max = req->max_response;
     h->too_big = false;
     int rc = setup(h, req, &hdrs);
     if (rc)
@@ -242,4 +268,63 @@ int http_perform(struct http *h, const struct http_request *req, long *ret_statu
     curl_easy_getinfo(h->easy, CURLINFO_RESPONSE_CODE, &status);
     *ret_status = status;
     return 0;
+}
+
+static bool is_redirect(long status)
+{
+    return status == 301 || status == 302 || status == 303 || status == 307 || status == 308;
+}
+
+int http_perform(struct http *h, const struct http_request *req, long *ret_status, struct buf *out,
+                 struct err *err)
+{
+    h->out = out;
+    h->max = req->max_response;
+    size_t start = out->len;
+    struct http_request hop = *req;
+    char *next = NULL; /* the URL of the current hop when it is a redirect target */
+    int64_t deadline = mono_ms() + req->timeout_ms;
+    int rc = 0;
+    for (int hops = 0;; hops++) {
+        int64_t left = deadline - mono_ms();
+        if (left <= 0) {
+            rc = err_set(err, E_TIMEOUT, "%s: timed out following redirects", req->url);
+            break;
+        }
+        hop.timeout_ms = left;
+        rc = transfer(h, &hop, ret_status, err);
+        if (rc || !h->o.follow_redirects || !is_redirect(*ret_status))
+            break;
+        char *location = NULL;
+        curl_easy_getinfo(h->easy, CURLINFO_REDIRECT_URL, &location);
+        if (!location)
+            break; /* no Location: the 3xx is the answer */
+        if (hops == HTTP_MAX_REDIRECTS) {
+            rc = err_set(err, E_HTTP, "%s: more than %d redirects", req->url, HTTP_MAX_REDIRECTS);
+            break;
+        }
+        if (strncasecmp(location, "http://", 7) != 0 && strncasecmp(location, "https://", 8) != 0) {
+            rc =
+                err_set(err, E_HTTP, "%s: redirect refused: protocol \"%.*s\" is not http or https",
+                        req->url, (int)strcspn(location, ":/?#"), location);
+            break;
+        }
+        char *copy = strdup(location); /* the handle's string dies with the next reset */
+        if (!copy) {
+            rc = err_set(err, E_NOMEM, "out of memory following a redirect");
+            break;
+        }
+        free(next);
+        next = copy;
+        buf_truncate(out, start); /* the redirect's own body is not the answer */
+        hop.url = next;
+        hop.bearer = NULL; /* never hand the token to wherever a redirect points */
+        if (*ret_status == 303 || ((*ret_status == 301 || *ret_status == 302) && hop.body)) {
+            hop.method = "GET"; /* as browsers and curl do */
+            hop.body = NULL;
+            hop.body_len = 0;
+        }
+    }
+    free(next);
+    return rc;
 }

@@ -37,6 +37,7 @@ import os
 import re
 import socket
 import socketserver
+import ssl
 import sys
 import threading
 import time
@@ -141,6 +142,11 @@ class _Server(socketserver.ThreadingMixIn, http.server.HTTPServer):
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         except OSError:
             pass
+        ctx = getattr(self, "ssl_context", None)
+        if ctx is not None:
+            # the handshake is made in the request's thread (_Handler.handle), so that a
+            # client that fails it, or is slow, does not hold up the accept loop
+            sock = ctx.wrap_socket(sock, server_side=True, do_handshake_on_connect=False)
         with self.sockets_lock:
             self.open_sockets.add(sock)
         return sock, addr
@@ -151,10 +157,10 @@ class _Server(socketserver.ThreadingMixIn, http.server.HTTPServer):
         super().shutdown_request(request)
 
     def handle_error(self, request, client_address):
-        """Clients that go away (the daemon killed, a dropped connection) are normal here;
-        anything else is a bug of the double and is printed."""
+        """Clients that go away (the daemon killed, a dropped connection, a TLS session cut)
+        are normal here; anything else is a bug of the double and is printed."""
         exc = sys.exc_info()[1]
-        if isinstance(exc, (ConnectionError, TimeoutError)):
+        if isinstance(exc, (ConnectionError, TimeoutError, ssl.SSLError)):
             return
         super().handle_error(request, client_address)
 
@@ -175,6 +181,20 @@ class _Handler(http.server.BaseHTTPRequestHandler):
 
     def log_message(self, fmt, *args):   # keep test output clean; requests are recorded
         pass
+
+    def handle(self):
+        if isinstance(self.connection, ssl.SSLSocket):
+            try:
+                self.connection.settimeout(10)
+                self.connection.do_handshake()
+                self.connection.settimeout(None)
+            except (ssl.SSLError, OSError) as e:   # a client that does not trust us: normal
+                with self.server.platform.lock:
+                    self.server.platform.tls_failures.append(
+                        {"time": now_iso(), "error": "%s: %s" % (type(e).__name__, e)})
+                self.close_connection = True
+                return
+        super().handle()
 
     def _read_body(self):
         if "chunked" in (self.headers.get("Transfer-Encoding") or "").lower():
@@ -234,6 +254,10 @@ class Platform:
     queue_type: the x-queue-type argument of the declared queues ("classic").
     strict_message_properties: also flag queue messages whose AMQP properties differ from
       pycti's (delivery_mode 2, content_encoding utf-8).
+    tls: None (plain HTTP), or (certfile, keyfile): serve HTTPS with that certificate
+      (e.g. harness.broker.make_test_pki's server_cert/server_key, valid for 127.0.0.1);
+      `url` and `dataset_url` are then https://. Failed handshakes are recorded in
+      `tls_failures` (time, error).
 
     Settable attributes: `token`; `expect_rejections` (False; True tolerates every schema
     rejection; a list of regexes tolerates the rejections all of whose messages match one).
@@ -244,8 +268,9 @@ class Platform:
     def __init__(self, broker=None, token=DEFAULT_TOKEN, schema="6.8", version=None,
                  queue_prefix="", connection=None, worker=False, datasets_dir=None, port=0,
                  user_id=DEFAULT_USER_ID, capabilities=("BYPASS",), queue_type="classic",
-                 strict_message_properties=True):
+                 strict_message_properties=True, tls=None):
         self.broker = broker
+        self.tls = tuple(tls) if tls else None
         self.profile = schema
         self.schema = schema_opencti.schema_for(schema)
         self.version = version or schema_opencti.DEFAULT_VERSIONS[schema]
@@ -279,6 +304,7 @@ class Platform:
         self.messages = []          # every queue message consumed or drained
         self.worker_errors = []     # AMQP errors seen by the worker thread
         self.dataset_overrides = {}
+        self.tls_failures = []      # failed TLS handshakes (tls mode)
 
         self._server = None
         self._thread = None
@@ -293,6 +319,12 @@ class Platform:
         self._stopping.clear()
         self._server = _Server(("127.0.0.1", self._port), _Handler)
         self._server.platform = self
+        if self.tls:
+            ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+            ctx.load_cert_chain(*self.tls)
+            # a client closing without close_notify is a closed connection, not an error
+            ctx.options |= getattr(ssl, "OP_IGNORE_UNEXPECTED_EOF", 0)
+            self._server.ssl_context = ctx
         self._port = self._server.server_address[1]
         self._thread = threading.Thread(target=self._server.serve_forever, name="platform-http",
                                         kwargs={"poll_interval": 0.1}, daemon=True)
@@ -328,7 +360,7 @@ class Platform:
     @property
     def url(self):
         """The base URL to give the daemon as OPENCTI_URL."""
-        return "http://127.0.0.1:%d" % self._port
+        return "%s://127.0.0.1:%d" % ("https" if self.tls else "http", self._port)
 
     @property
     def graphql_url(self):
