@@ -64,6 +64,15 @@ struct http_request {
 int http_perform(struct http *h, const struct http_request *req, long *ret_status, struct buf *out,
                  struct err *err) ODS_MUST_CHECK;
 
+/* The user information of url ("scheme://user:pass@host/..."): returns true and sets *ui
+ * (just after "://") and *ui_len (up to the '@'), and *pw / *pw_len to the password after
+ * the first ':' (*pw NULL without one). Passwords often hold unencoded '/', '?', '#' or
+ * '@', so the user information ends at the last '@', provided the user name (before the
+ * first ':') holds no '/', '?' or '#'. Errs towards seeing a password: "h:8080/a@b" has
+ * "8080/a", which is only ever used to redact. */
+bool http_url_userinfo(const char *url, const char **ui, size_t *ui_len, const char **pw,
+                       size_t *pw_len);
+
 /* The global libcurl set-up and tear-down; call once at start and exit. */
 int http_global_init(void);
 void http_global_cleanup(void);

@@ -54,7 +54,8 @@ void split_free(struct split_result *r);
 size_t split_count(const struct split_result *r);
 /* Number of objects in the input. */
 size_t split_objects(const struct split_result *r);
-/* Number of incompatible objects (visited, not sent, not counted). */
+/* Number of incompatible objects (visited, not sent, not counted; as in pycti, an object can
+ * also be sent when another visit, through another of its ids, found it compatible). */
 size_t split_incompatible_count(const struct split_result *r);
 /* The id of incompatible object i (i < split_incompatible_count), decoded, borrowed, not
  * NUL-terminated: its length goes to *ret_len. */

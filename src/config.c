@@ -12,6 +12,7 @@
 #include <unistd.h>
 #include <uuid/uuid.h>
 
+#include "http.h"
 #include "timeutil.h"
 
 /* Defaults and bounds of our own settings (the pycti ones follow pycti). */
@@ -255,23 +256,14 @@ static bool is_pem(const char *s)
 
 /* ---- individual settings ------------------------------------------------------------- */
 
-/* The password of a URL's user information ("scheme://user:pass@host/..."): sets *len and
- * returns where it starts, or NULL when the URL has none. The '@' must come before the
- * first '/' of the authority, as RFC 3986 has it. */
+/* The password of a URL's user information (http_url_userinfo), or NULL. */
 static const char *url_password(const char *url, size_t *len)
 {
-    const char *s = strstr(url, "://");
-    s = s ? s + 3 : url;
-    size_t auth = strcspn(s, "/?#");
-    const char *at = NULL;
-    for (size_t i = 0; i < auth; i++)
-        if (s[i] == '@')
-            at = s + i; /* the last one: a password may hold an unencoded '@' */
-    const char *colon = at ? memchr(s, ':', (size_t)(at - s)) : NULL;
-    if (!colon || at - colon - 1 <= 0)
+    const char *ui, *pw;
+    size_t ui_len;
+    if (!http_url_userinfo(url, &ui, &ui_len, &pw, len) || !pw || *len == 0)
         return NULL;
-    *len = (size_t)(at - colon - 1);
-    return colon + 1;
+    return pw;
 }
 
 /* url with its password, if any, replaced by "***", for error messages. */

@@ -1231,15 +1231,16 @@ int connector_main(struct connector *c)
     report_idle(c);
     if (cfg->run_and_terminate) {
         int rc = check_and_run(c);
+        bool stopped = stopping(); /* a stop during the final ping does not excuse a failure */
         /* a final ping, as pycti's force_ping: liveness and the stored state */
-        if (!stopping())
+        if (!stopped)
             (void)ping_now(c);
         notify_stopping();
         report(c, "Stopped");
         log_info("Connector stop");
         /* a stop asked for by the operator is a normal end, as in daemon mode; the work
          * says the run was interrupted and last_run is not advanced */
-        return rc == 0 || stopping() ? CONNECTOR_EXIT_OK : CONNECTOR_EXIT_RUN_FAILED;
+        return rc == 0 || stopped ? CONNECTOR_EXIT_OK : CONNECTOR_EXIT_RUN_FAILED;
     }
     c->next_check = mono_ms();
     while (!stopping()) {

@@ -105,32 +105,68 @@ static size_t on_data(char *ptr, size_t size, size_t nmemb, void *ud)
     return n;
 }
 
-/* " (through the proxy scheme://host:port)", without the proxy's user information, or
- * "" when the transfer used no proxy. */
-static const char *proxy_note(const struct http *h, char *out, size_t cap)
+bool http_url_userinfo(const char *url, const char **ui, size_t *ui_len, const char **pw,
+                       size_t *pw_len)
+{
+    const char *s = strstr(url, "://");
+    s = s ? s + 3 : url;
+    const char *at = strrchr(s, '@');
+    if (!at)
+        return false;
+    const char *colon = memchr(s, ':', (size_t)(at - s));
+    const char *user_end = colon ? colon : at;
+    for (const char *q = s; q < user_end; q++)
+        if (*q == '/' || *q == '?' || *q == '#')
+            return false; /* an '@' in the path, not user information */
+    *ui = s;
+    *ui_len = (size_t)(at - s);
+    *pw = colon ? colon + 1 : NULL;
+    *pw_len = colon ? (size_t)(at - colon - 1) : 0;
+    return true;
+}
+
+/* " (proxy for https URLs: scheme://host:port)", without the proxy's user information,
+ * when a proxy is set for the URL's scheme (NO_PROXY may still have bypassed it), or ""
+ * when none is. */
+static const char *proxy_note(const struct http *h, const char *url, char *out, size_t cap)
 {
     if (!h->proxy || !*h->proxy)
         return "";
-    const char *p = h->proxy, *s = strstr(p, "://");
-    const char *host = s ? s + 3 : p;
-    size_t auth = strcspn(host, "/?#");
-    const char *at = NULL;
-    for (size_t i = 0; i < auth; i++)
-        if (host[i] == '@')
-            at = host + i;
-    const char *h0 = at ? at + 1 : host;
-    snprintf(out, cap, " (through the proxy %.*s%.*s)", (int)(host - p), p, (int)(host + auth - h0),
-             h0);
+    const char *p = h->proxy, *ui, *pw;
+    size_t ui_len, pw_len;
+    bool has_ui = http_url_userinfo(p, &ui, &ui_len, &pw, &pw_len);
+    const char *rest = has_ui ? ui + ui_len + 1 : p;
+    snprintf(out, cap, " (proxy for %.*s URLs: %.*s%s)", (int)strcspn(url, ":"), url,
+             has_ui ? (int)(ui - p) : 0, p, rest);
     return out;
 }
 
-static int map_curl(struct http *h, CURLcode cc, const char *url, struct err *err)
+/* How an error names the request: the configured URL, then, after a redirect, where it
+ * led ("(redirected to https://host)": only the origin; a redirect target can be a long
+ * presigned URL). */
+static const char *request_name(const char *url, const char *hop, char *out, size_t cap)
 {
-    char note[300];
+    if (!hop || hop == url || strcmp(hop, url) == 0)
+        return url;
+    const char *ui, *pw, *scheme_end = strstr(hop, "://");
+    size_t ui_len, pw_len;
+    const char *host = scheme_end ? scheme_end + 3 : hop;
+    if (http_url_userinfo(hop, &ui, &ui_len, &pw, &pw_len))
+        host = ui + ui_len + 1;
+    snprintf(out, cap, "%s (redirected to %.*s%.*s)", url,
+             (int)(scheme_end ? scheme_end + 3 - hop : 0), hop, (int)strcspn(host, "/?#"), host);
+    return out;
+}
+
+static int map_curl(struct http *h, CURLcode cc, const char *url, const char *hop, struct err *err)
+{
+    char note[300], name[700];
     const char *detail = h->errbuf[0] ? h->errbuf : curl_easy_strerror(cc);
+    const char *proxy = proxy_note(h, hop, note, sizeof(note));
+    url = request_name(url, hop, name, sizeof(name));
     switch (cc) {
     case CURLE_OPERATION_TIMEDOUT:
-        return err_set(err, E_TIMEOUT, "%s: timed out (%s)", url, detail);
+        return err_set(err, E_TIMEOUT, "%s: timed out (%s)%s", url, detail, proxy);
     case CURLE_PEER_FAILED_VERIFICATION:
     case CURLE_SSL_CACERT_BADFILE:
     case CURLE_SSL_CONNECT_ERROR:
@@ -148,8 +184,7 @@ static int map_curl(struct http *h, CURLcode cc, const char *url, struct err *er
     case CURLE_FILESIZE_EXCEEDED:
         return err_set(err, E_TOO_BIG, "%s: the response is larger than %zu bytes", url, h->max);
     case CURLE_ABORTED_BY_CALLBACK: return err_set(err, E_CANCELED, "%s: canceled", url);
-    default:
-        return err_set(err, E_HTTP, "%s: %s%s", url, detail, proxy_note(h, note, sizeof(note)));
+    default: return err_set(err, E_HTTP, "%s: %s%s", url, detail, proxy);
     }
 }
 
@@ -176,7 +211,9 @@ static int setup(struct http *h, const struct http_request *req, struct curl_sli
     if (h->user_agent)
         curl_easy_setopt(e, CURLOPT_USERAGENT, h->user_agent);
     /* the proxy for this URL's scheme; "" stops curl from reading the environment */
-    const char *proxy = strncasecmp(req->url, "https:", 6) == 0 ? h->https_proxy : h->http_proxy;
+    const char *proxy = strncasecmp(req->url, "https:", 6) == 0  ? h->https_proxy
+                        : strncasecmp(req->url, "http:", 5) == 0 ? h->http_proxy
+                                                                 : NULL;
     h->proxy = proxy;
     curl_easy_setopt(e, CURLOPT_PROXY, proxy ? proxy : "");
     if (h->no_proxy)
@@ -221,9 +258,10 @@ nomem:
     return E_NOMEM;
 }
 
-/* One transfer of req (no redirect followed). */
-static int transfer(struct http *h, const struct http_request *req, long *ret_status,
-                    struct err *err)
+/* One transfer of req (no redirect followed); errors name `shown` (the URL the caller
+ * asked for) and where req->url, a redirect target, differs from it. */
+static int transfer(struct http *h, const struct http_request *req, const char *shown,
+                    long *ret_status, struct err *err)
 {
     struct curl_slist *hdrs = NULL;
     h->errbuf[0] = '\0';
@@ -233,7 +271,7 @@ static int transfer(struct http *h, const struct http_request *req, long *ret_st
         return err_set(err, rc, "out of memory preparing a request");
     if (curl_multi_add_handle(h->multi, h->easy) != CURLM_OK) {
         curl_slist_free_all(hdrs);
-        return err_set(err, E_HTTP, "%s: cannot start the transfer", req->url);
+        return err_set(err, E_HTTP, "%s: cannot start the transfer", shown);
     }
     int running = 1;
     bool canceled = false;
@@ -263,11 +301,59 @@ static int transfer(struct http *h, const struct http_request *req, long *ret_st
     curl_multi_remove_handle(h->multi, h->easy);
     curl_slist_free_all(hdrs);
     if (cc != CURLE_OK)
-        return map_curl(h, cc, req->url, err);
+        return map_curl(h, cc, shown, req->url, err);
     long status = 0;
     curl_easy_getinfo(h->easy, CURLINFO_RESPONSE_CODE, &status);
     *ret_status = status;
     return 0;
+}
+
+/* A curl-allocated part of u, compared and freed by the caller; NULL when absent. */
+static char *url_part(CURLU *u, CURLUPart what, unsigned flags)
+{
+    char *v = NULL;
+    return curl_url_get(u, what, &v, flags) == CURLUE_OK ? v : NULL;
+}
+
+static bool same_part(CURLU *a, CURLU *b, CURLUPart what, unsigned flags)
+{
+    char *x = url_part(a, what, flags), *y = url_part(b, what, flags);
+    bool same = x && y && strcasecmp(x, y) == 0;
+    curl_free(x);
+    curl_free(y);
+    return same;
+}
+
+/* The URL to follow a redirect from `from` to `location` (absolute, as curl resolved
+ * it): a copy of location, carrying from's user information when location has none and
+ * both have the same scheme, host and port, as curl's own redirect following does (a
+ * mirror behind basic authentication redirecting within itself). NULL on E_NOMEM. */
+static char *redirect_target(const char *from, const char *location)
+{
+    const char *ui, *pw;
+    size_t ui_len, pw_len;
+    if (!http_url_userinfo(from, &ui, &ui_len, &pw, &pw_len) ||
+        http_url_userinfo(location, &ui, &ui_len, &pw, &pw_len))
+        return strdup(location);
+    char *out = NULL, *user = NULL, *pass = NULL, *joined = NULL;
+    CURLU *a = curl_url(), *b = curl_url();
+    if (a && b && curl_url_set(a, CURLUPART_URL, from, 0) == CURLUE_OK &&
+        curl_url_set(b, CURLUPART_URL, location, 0) == CURLUE_OK &&
+        same_part(a, b, CURLUPART_SCHEME, 0) && same_part(a, b, CURLUPART_HOST, 0) &&
+        same_part(a, b, CURLUPART_PORT, CURLU_DEFAULT_PORT)) {
+        user = url_part(a, CURLUPART_USER, 0);
+        pass = url_part(a, CURLUPART_PASSWORD, 0);
+        if ((!user || curl_url_set(b, CURLUPART_USER, user, 0) == CURLUE_OK) &&
+            (!pass || curl_url_set(b, CURLUPART_PASSWORD, pass, 0) == CURLUE_OK))
+            joined = url_part(b, CURLUPART_URL, 0);
+    }
+    out = strdup(joined ? joined : location);
+    curl_free(joined);
+    curl_free(user);
+    curl_free(pass);
+    curl_url_cleanup(a);
+    curl_url_cleanup(b);
+    return out;
 }
 
 static bool is_redirect(long status)
@@ -292,7 +378,7 @@ int http_perform(struct http *h, const struct http_request *req, long *ret_statu
             break;
         }
         hop.timeout_ms = left;
-        rc = transfer(h, &hop, ret_status, err);
+        rc = transfer(h, &hop, req->url, ret_status, err);
         if (rc || !h->o.follow_redirects || !is_redirect(*ret_status))
             break;
         char *location = NULL;
@@ -309,7 +395,8 @@ int http_perform(struct http *h, const struct http_request *req, long *ret_statu
                         req->url, (int)strcspn(location, ":/?#"), location);
             break;
         }
-        char *copy = strdup(location); /* the handle's string dies with the next reset */
+        /* a copy: the handle's string dies with the next reset */
+        char *copy = redirect_target(hop.url, location);
         if (!copy) {
             rc = err_set(err, E_NOMEM, "out of memory following a redirect");
             break;

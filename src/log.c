@@ -4,13 +4,13 @@
 #include <errno.h>
 #include <stdarg.h>
 #include <stdlib.h>
+#include <unistd.h>
 #include <string.h>
 #include <strings.h>
 #include <time.h>
 
 #include "buf.h"
 
-#define LOG_MAX_SECRETS 16
 #define LOG_LINE_MAX (64 * 1024)
 
 static struct {
@@ -18,8 +18,8 @@ static struct {
     bool json;
     char name[128];
     FILE *stream;
-    char *secrets[LOG_MAX_SECRETS];
-    size_t nsecrets;
+    char **secrets; /* as many as the configuration holds: none may be dropped */
+    size_t nsecrets, capsecrets;
 } L = {.min = LOG_INFO, .json = false, .name = "opencti-datasets"};
 
 static const char *level_name(enum log_level l)
@@ -45,24 +45,45 @@ void log_set_stream(FILE *f)
     L.stream = f;
 }
 
+/* Out of memory registering a secret: going on could print it in clear, so stop. */
+static void secret_oom(void)
+{
+    static const char msg[] = "opencti-datasets: out of memory registering a secret\n";
+    if (write(STDERR_FILENO, msg, sizeof(msg) - 1) < 0) {
+        /* nothing more can be done */
+    }
+    _exit(70);
+}
+
 void log_add_secret(const char *secret)
 {
     /* one or two characters would garble every line; such a "secret" protects nothing */
-    if (!secret || strlen(secret) < 3 || L.nsecrets == LOG_MAX_SECRETS)
+    if (!secret || strlen(secret) < 3)
         return;
     for (size_t i = 0; i < L.nsecrets; i++)
         if (strcmp(L.secrets[i], secret) == 0)
             return;
+    if (L.nsecrets == L.capsecrets) {
+        size_t cap = L.capsecrets ? 2 * L.capsecrets : 16;
+        char **grown = realloc(L.secrets, cap * sizeof(*grown));
+        if (!grown)
+            secret_oom(); /* a secret that cannot be registered would be logged in clear */
+        L.secrets = grown;
+        L.capsecrets = cap;
+    }
     char *copy = strdup(secret);
-    if (copy)
-        L.secrets[L.nsecrets++] = copy;
+    if (!copy)
+        secret_oom();
+    L.secrets[L.nsecrets++] = copy;
 }
 
 void log_clear_secrets(void)
 {
     for (size_t i = 0; i < L.nsecrets; i++)
         free(L.secrets[i]);
-    L.nsecrets = 0;
+    free(L.secrets);
+    L.secrets = NULL;
+    L.nsecrets = L.capsecrets = 0;
 }
 
 void log_redact(char *s, size_t cap)

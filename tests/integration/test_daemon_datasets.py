@@ -245,6 +245,33 @@ def test_redirects():
         p.assert_no_violations()
 
 
+def test_redirect_credentials():
+    """A dataset URL with a user and password, redirected with an absolute Location: the
+    credentials go along while scheme, host and port stay the same (as curl does), and not
+    to another host."""
+    import base64
+    with scenario() as s:
+        p = s.platform
+        auth = "Basic " + base64.b64encode(b"mirror:S3cr3t-m1rror").decode()
+        same = p.dataset_url("sectors.json")
+        other = same.replace("127.0.0.1", "localhost").replace("sectors.json", "companies.json")
+        p.set_dataset("a-sectors.json", status=301, headers=[("Location", same)])
+        p.set_dataset("a-companies.json", status=302, headers=[("Location", other)])
+        with_creds = lambda name: p.dataset_url(name).replace("http://", "http://mirror:S3cr3t-m1rror@")
+        d = s.daemon(CONFIG_SECTORS_FILE_URL=with_creds("a-sectors.json"),
+                     CONFIG_COMPANIES_FILE_URL=with_creds("a-companies.json"),
+                     CONNECTOR_RUN_AND_TERMINATE="true", CONNECTOR_LOG_LEVEL="debug")
+        eq(d.wait_exit(90), 0, "exit status")
+        got = {r.path: r.header("Authorization") for r in p.dataset_requests()}
+        eq(got.get("/datasets/a-sectors.json"), auth, "the first request carries the credentials")
+        eq(got.get("/datasets/sectors.json"), auth, "and the same-origin redirect target too")
+        eq(got.get("/datasets/a-companies.json"), auth, "the other first request")
+        check("/datasets/companies.json" in got, "the cross-host redirect was followed", got)
+        eq(got["/datasets/companies.json"], None, "no credentials for another host")
+        check("S3cr3t-m1rror" not in d.output(), "the password is not logged")
+        p.assert_no_violations()
+
+
 def json_dumps(records):
     import base64
     return " ".join(base64.b64decode((r["envelope"] or {}).get("content") or "").decode("utf-8", "replace")

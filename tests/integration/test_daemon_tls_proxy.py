@@ -548,7 +548,7 @@ def test_unreachable_proxy_is_named():
         rec = first_outcome(d)
         check(re.search(NOT_REACHABLE, rec.message), "not reachable", rec.get("raw"))
         reason = (rec.get("attributes") or {}).get("reason") or rec.message
-        check("through the proxy http://127.0.0.1:%d" % port in reason,
+        check("(proxy for http URLs: http://127.0.0.1:%d)" % port in reason,
               "the error names the proxy", reason)
         check(password not in d.output(), "the proxy password is not shown")
         check(d.running(), "the daemon keeps trying")

@@ -2,6 +2,7 @@
 #include "check.h"
 #include "config.h"
 #include "env.h"
+#include "log.h"
 #include "timeutil.h"
 
 #define DATA ODS_TEST_DATA
@@ -144,6 +145,19 @@ static void test_url_and_key_not_echoed(void)
                  E_INVAL);
     CHECK(diag_has(&d, "CONFIG_COMPANIES_FILE_URL: \"ftp://a:***@h/x.json\""));
     CHECK(!diag_has(&d, "p@ss"));
+    release_all(&e, &c, &d);
+
+    /* passwords with unencoded '/', '?', '#' or '@' are registered whole for redaction */
+    base_env(&e);
+    diag_init(&d);
+    CHECK_INT_EQ(env_set(&e, "HTTPS_PROXY", "http://user:Zx9/Qm#4p@127.0.0.1:3999"), 0);
+    CHECK_INT_EQ(env_set(&e, "CONFIG_SECTORS_FILE_URL", "https://u:a?b@mirror/s.json"), 0);
+    CHECK_INT_EQ(config_load(&c, &e, &d), 0);
+    config_register_secrets(&c);
+    char line[256] = "proxy http://user:Zx9/Qm#4p@127.0.0.1:3999 and https://u:a?b@mirror";
+    log_redact(line, sizeof(line));
+    CHECK_STR_EQ(line, "proxy http://user:***@127.0.0.1:3999 and https://u:***@mirror");
+    log_clear_secrets();
     release_all(&e, &c, &d);
 
     /* an '@' after the authority is not user information */
