@@ -19,10 +19,11 @@ import importlib.util
 import json
 import os
 import re
+import signal
 import tempfile
 import time
 
-from daemon_scenarios import check, run_tests
+from daemon_scenarios import check, eq, run_tests
 from harness.broker import Broker
 import mq_helpers
 
@@ -240,3 +241,25 @@ def main_with_own_broker(module, **broker_kw):
         return run_tests(vars(module))
     finally:
         module.BROKER.stop()
+
+
+def sigterm_while(broker, d, queue, break_it, mend_it, what, total):
+    """SIGTERM once break_it() has broken something under a publishing daemon (and waited
+    until the daemon noticed); mend_it() runs in any case. The daemon must exit 0 within
+    15 s, say the dataset was interrupted mid-publish, and have counted nothing as
+    confirmed that the queue does not hold (check_confirmed_in_queue)."""
+    try:
+        break_it()
+        t0 = time.monotonic()
+        d.signal(signal.SIGTERM)
+        eq(d.wait_exit(30), 0, "exit status after SIGTERM")
+        took = time.monotonic() - t0
+    finally:
+        mend_it()
+    check(took <= 15, "exits within 15 s of SIGTERM although %s" % what, took)
+    c, _, rec = dataset_result(d)
+    check(0 < c < total and "interrupted: the connector is stopping" in rec.message,
+          "interrupted mid-publish", rec.message)
+    seqs = check_confirmed_in_queue(read_queue(broker, queue), c)
+    print("  exited %.1fs after SIGTERM while %s; %d confirmed, %d in the queue"
+          % (took, what, c, len(seqs)))

@@ -15,13 +15,12 @@ every other test's publishers on a shared one.
   messages confirmed" line never claims more than the queue holds.
 """
 
-import signal
 import sys
 import time
 
 from daemon_scenarios import (RUN_FAILED, RUN_SUCCESS, check, eq, scenario,
                               to_processed)
-from fault_scenarios import (check_confirmed_in_queue, main_with_own_broker,
+from fault_scenarios import (main_with_own_broker, sigterm_while,
                              BLOCKED, CONNECTED, LOST, UNBLOCKED, big_dataset, big_env,
                              check_messages, dataset_done_rx, dataset_result, duplicates,
                              error_reports, read_queue, report_like_worker, seq_counts,
@@ -94,23 +93,11 @@ def test_sigterm_while_blocked():
         d.wait_for_log(CONNECTED, 60)
         wait_depth(p, q, N // 6, 60, daemon=d)
         mark = d.mark()
-        BROKER.memory_alarm(True)
-        try:
+
+        def alarm():
+            BROKER.memory_alarm(True)
             d.wait_for_log(BLOCKED, 30, start=mark)
-            t0 = time.monotonic()
-            d.signal(signal.SIGTERM)
-            eq(d.wait_exit(30), 0, "exit status after SIGTERM")
-            took = time.monotonic() - t0
-        finally:
-            BROKER.memory_alarm(False)
-        check(took <= 15, "exits within 15 s of SIGTERM although blocked", took)
-        c, n, rec = dataset_result(d)
-        check(0 < c < N and "interrupted: the connector is stopping" in rec.message,
-              "interrupted mid-publish", rec.message)
-        records = read_queue(BROKER, q)
-        seqs = check_confirmed_in_queue(records, c)
-        print("  exited %.1fs after SIGTERM while blocked; %d confirmed, %d in the queue"
-              % (took, c, len(seqs)))
+        sigterm_while(BROKER, d, q, alarm, lambda: BROKER.memory_alarm(False), "blocked", N)
 
 
 def main():
