@@ -23,7 +23,7 @@ import signal
 import tempfile
 import time
 
-from daemon_scenarios import check, eq, run_tests
+from daemon_scenarios import check, eq, run_tests, to_processed
 from harness.broker import Broker
 import mq_helpers
 
@@ -182,6 +182,18 @@ def error_reports(s, work_id):
     """The reportExpectation calls carrying an error (the daemon's unsent messages)."""
     return [e for e in s.work_events(work_id, "reportExpectation")
             if (e["args"] or {}).get("error")]
+
+
+def check_clean_run(s, work, total, broker, queue):
+    """What a run that recovered from the fault must leave: the work expects `total`
+    messages, is told processed not in error, and has no message reported unsent.
+    Returns the queue's records, each checked by check_messages."""
+    eq(work["import_expected_number"], total, "the work's expectations")
+    eq(to_processed(s, work)["inError"], False, "the work is not in error")
+    eq(error_reports(s, work["id"]), [], "no message reported as unsent")
+    records = read_queue(broker, queue)
+    check_messages(records, work["id"])
+    return records
 
 
 def report_like_worker(platform, work_id, records):

@@ -18,12 +18,11 @@ every other test's publishers on a shared one.
 import sys
 import time
 
-from daemon_scenarios import (RUN_FAILED, RUN_SUCCESS, check, eq, scenario,
-                              to_processed)
-from fault_scenarios import (main_with_own_broker, sigterm_while,
+from daemon_scenarios import (RUN_FAILED, RUN_SUCCESS, check, eq, scenario)
+from fault_scenarios import (check_clean_run, main_with_own_broker, sigterm_while,
                              BLOCKED, CONNECTED, LOST, UNBLOCKED, big_dataset, big_env,
-                             check_messages, dataset_done_rx, dataset_result, duplicates,
-                             error_reports, read_queue, report_like_worker, seq_counts,
+                             dataset_done_rx, dataset_result, duplicates,
+                             report_like_worker, seq_counts,
                              wait_depth)
 
 BROKER = None
@@ -70,11 +69,7 @@ def test_memory_alarm_mid_publish():
         check("reason" in blocked["attributes"], "the broker's reason is logged", blocked)
 
         w = s.works()[0]
-        eq(w["import_expected_number"], N, "the work's expectations")
-        eq(to_processed(s, w)["inError"], False, "the work is not in error")
-        eq(error_reports(s, w["id"]), [], "no message reported as unsent")
-        records = read_queue(BROKER, q)
-        check_messages(records, w["id"])
+        records = check_clean_run(s, w, N, BROKER, q)
         eq(set(seq_counts(records)), set(range(1, N + 1)), "every message is in the queue")
         eq(duplicates(records), 0, "no duplicate without a reconnection")
         report_like_worker(p, w["id"], records)

@@ -27,8 +27,8 @@ import time
 from daemon_scenarios import taken_off  # noqa: E402
 from daemon_scenarios import (RUN_SUCCESS, TOTAL, check, eq, run_tests, scenario, shared_broker,
                               to_processed)
-from fault_scenarios import (WINDOW, CONNECTED, MSG_FAILED, RETURNED, UNROUTABLE, big_dataset, big_env,
-                             check_messages, dataset_result, duplicates, error_reports, read_queue,
+from fault_scenarios import (check_clean_run, WINDOW, CONNECTED, MSG_FAILED, RETURNED, UNROUTABLE, big_dataset, big_env,
+                             dataset_result, duplicates, error_reports,
                              seq_counts, wait_depth)
 
 N = 60000
@@ -80,12 +80,7 @@ def test_push_queue_deleted_mid_publish():
             eq((confirmed, expected), (N, N), "every message confirmed in the end")
 
             w = s.works()[0]
-            eq(w["import_expected_number"], N, "the work's expectations")
-            eq(to_processed(s, w)["inError"], False, "the work is not in error")
-            eq(error_reports(s, w["id"]), [], "no message reported as unsent")
-
-            records = read_queue(broker, q)
-            check_messages(records, w["id"])
+            records = check_clean_run(s, w, N, broker, q)
             seqs = set(seq_counts(records))
             check(seqs, "the re-declared queue received messages")
             first = min(seqs)
